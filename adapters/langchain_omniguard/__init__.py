@@ -1,0 +1,1 @@
+"""langchain_omniguard: filled by its adapter issue."""

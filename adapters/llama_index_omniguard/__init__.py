@@ -1,0 +1,1 @@
+"""llama_index_omniguard: filled by its adapter issue."""

@@ -1,0 +1,1 @@
+"""nemoguardrails_omniguard: filled by its adapter issue."""

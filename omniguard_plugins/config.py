@@ -1,0 +1,194 @@
+"""Judge configuration: one frozen object, from arguments, ``OMNIGUARD_*`` variables or YAML.
+
+Precedence: explicit arguments > environment > YAML file (``OMNIGUARD_CONFIG``) > defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+from .media import MediaLimits
+from .policy import Policy
+from .verdict import Mode
+
+__all__ = ["DEFAULT_MODEL", "JudgeConfig", "OnError"]
+
+DEFAULT_MODEL = "anonymous-omniguard/OmniGuard-3B"
+
+OnError = Literal["block", "allow", "raise"]
+_MODES = ("verdict", "critique", "score")
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    model: str = DEFAULT_MODEL
+    #: "transformers" (in process), "openai" (an OpenAI-compatible server), or "auto":
+    #: openai when ``base_url`` is set, else transformers
+    backend: str = "auto"
+    #: one or more OpenAI-compatible endpoints (``omniguard serve`` or vLLM), comma-separated
+    base_url: str | None = None
+    api_key: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    max_batch: int = 16
+    max_wait_ms: float = 5.0
+    mode: Mode = "verdict"
+    #: in verdict mode, generate a critique only for unsafe verdicts
+    explain_unsafe: bool = False
+    #: max new tokens for critiques
+    max_new_tokens: int = 256
+    #: score mode: P(unsafe) at or above this is unsafe
+    threshold: float = 0.5
+    policy: Policy = field(default_factory=Policy)
+    on_error: OnError = "block"
+    timeout_s: float = 120.0
+    cache_size: int = 4096
+    media: MediaLimits = field(default_factory=MediaLimits)
+
+    def __post_init__(self) -> None:
+        if self.mode not in _MODES:
+            raise ConfigError(f"mode must be one of {', '.join(_MODES)}, got {self.mode!r}")
+        if self.on_error not in ("block", "allow", "raise"):
+            raise ConfigError(f"on_error must be block, allow or raise, got {self.on_error!r}")
+        if self.max_batch < 1:
+            raise ConfigError("max_batch must be at least 1")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ConfigError("threshold must be between 0 and 1")
+        if self.timeout_s <= 0:
+            raise ConfigError("timeout_s must be positive")
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> JudgeConfig:
+        """Defaults < YAML (``config_file`` or ``OMNIGUARD_CONFIG``) < environment < overrides."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        path = config_file or env.get("OMNIGUARD_CONFIG")
+        if path:
+            values.update(_from_yaml(Path(path)))
+        values.update(_from_env(env))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_mapping(values)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> JudgeConfig:
+        known = {f.name for f in fields(cls)}
+        media_known = {f.name for f in fields(MediaLimits)}
+        top: dict[str, Any] = {}
+        media: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in known:
+                top[key] = value
+            elif key in media_known:
+                media[key] = value
+            else:
+                raise ConfigError(f"unknown judge setting {key!r}")
+        if "policy" in top:
+            top["policy"] = Policy.coerce(top["policy"])
+        if isinstance(top.get("media"), Mapping):
+            media = {**top["media"], **media}
+            top.pop("media")
+        if media:
+            base = top.get("media") if isinstance(top.get("media"), MediaLimits) else MediaLimits()
+            try:
+                top["media"] = dataclasses.replace(base, **_coerce_media(media))
+            except TypeError as exc:
+                raise ConfigError(str(exc)) from None
+        return cls(**_coerce_top(top))
+
+    def replace(self, **changes: Any) -> JudgeConfig:
+        return JudgeConfig.from_mapping({**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
+
+    @property
+    def resolved_backend(self) -> str:
+        if self.backend == "auto":
+            return "openai" if self.base_url else "transformers"
+        return self.backend
+
+
+def _coerce_top(values: dict[str, Any]) -> dict[str, Any]:
+    types = {"max_batch": int, "max_wait_ms": float, "max_new_tokens": int, "threshold": float,
+             "timeout_s": float, "cache_size": int, "explain_unsafe": _bool}
+    out = dict(values)
+    for key, conv in types.items():
+        if key in out and isinstance(out[key], str):
+            try:
+                out[key] = conv(out[key])
+            except ValueError:
+                raise ConfigError(f"{key} must be a {conv.__name__.strip('_')}, got {out[key]!r}") from None
+    return out
+
+
+def _coerce_media(values: dict[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    for f in fields(MediaLimits):
+        if f.name in out and isinstance(out[f.name], str):
+            raw = out[f.name]
+            if f.name == "allow_urls":
+                out[f.name] = _bool(raw)
+            elif f.name == "url_allowlist":
+                out[f.name] = tuple(h.strip() for h in raw.split(",") if h.strip())
+            elif "int" in str(f.type):
+                out[f.name] = int(raw)
+            else:
+                out[f.name] = float(raw)
+        elif f.name == "url_allowlist" and f.name in out:
+            out[f.name] = tuple(out[f.name])
+    return out
+
+
+def _bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(value)
+
+
+_ENV = {
+    "OMNIGUARD_MODEL": "model",
+    "OMNIGUARD_BACKEND": "backend",
+    "OMNIGUARD_URL": "base_url",
+    "OMNIGUARD_API_KEY": "api_key",
+    "OMNIGUARD_DEVICE": "device",
+    "OMNIGUARD_DTYPE": "dtype",
+    "OMNIGUARD_MAX_BATCH": "max_batch",
+    "OMNIGUARD_MAX_WAIT_MS": "max_wait_ms",
+    "OMNIGUARD_MODE": "mode",
+    "OMNIGUARD_EXPLAIN_UNSAFE": "explain_unsafe",
+    "OMNIGUARD_ON_ERROR": "on_error",
+    "OMNIGUARD_TIMEOUT_S": "timeout_s",
+    "OMNIGUARD_CACHE_SIZE": "cache_size",
+    "OMNIGUARD_THRESHOLD": "threshold",
+    "OMNIGUARD_POLICY": "policy",
+    "OMNIGUARD_ALLOW_URLS": "allow_urls",
+    "OMNIGUARD_URL_ALLOWLIST": "url_allowlist",
+}
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    return {key: env[name] for name, key in _ENV.items() if env.get(name)}
+
+
+def _from_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path} (check OMNIGUARD_CONFIG)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path} must hold a mapping of judge settings")
+    return dict(data.get("judge", data))

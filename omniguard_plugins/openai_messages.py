@@ -1,0 +1,89 @@
+"""OpenAI-style chat messages <-> Conversation.
+
+The server, the NeMo adapter and the OpenAI backend all speak this shape, so the conversion
+lives here once. Accepted content parts (as vLLM accepts them for Qwen2.5-Omni):
+``text``, ``image_url``, ``input_audio``, ``audio_url``, ``video_url``, plus ``input_text`` /
+``input_image`` from the Responses API. Unknown part types are a ContentError, never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .content import Audio, Conversation, Image, Part, Text, Turn, Video
+from .errors import ContentError
+
+__all__ = ["conversation_from_openai", "parts_from_openai"]
+
+_ROLES = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant", "bot": "assistant"}
+
+
+def parts_from_openai(content: Any) -> tuple[Part, ...]:
+    """One message's ``content`` (a str or a list of parts) as Parts."""
+    if content is None:
+        return ()
+    if isinstance(content, str):
+        return (Text(content),) if content else ()
+    if isinstance(content, Mapping):
+        content = [content]
+    if not isinstance(content, Iterable):
+        raise ContentError(f"message content must be a str or a list of parts, got {type(content).__name__}")
+    return tuple(_part(p, i) for i, p in enumerate(content, start=1))
+
+
+def _url_of(value: Any, key: str, index: int) -> str:
+    if isinstance(value, Mapping):
+        value = value.get("url")
+    if not isinstance(value, str) or not value:
+        raise ContentError(f"part #{index} ({key}) needs a url")
+    return value
+
+
+def _part(part: Any, index: int) -> Part:
+    if isinstance(part, str):
+        return Text(part)
+    if not isinstance(part, Mapping):
+        raise ContentError(f"part #{index} must be an object, got {type(part).__name__}")
+    kind = part.get("type")
+    if kind in ("text", "input_text", "output_text"):
+        text = part.get("text")
+        if not isinstance(text, str):
+            raise ContentError(f"part #{index} (text) needs a 'text' string")
+        return Text(text)
+    if kind in ("image_url", "input_image"):
+        return Image(_url_of(part.get("image_url"), kind, index))
+    if kind == "input_audio":
+        audio = part.get("input_audio")
+        if not isinstance(audio, Mapping) or not isinstance(audio.get("data"), str):
+            raise ContentError(f"part #{index} (input_audio) needs input_audio.data (base64)")
+        fmt = audio.get("format")
+        return Audio(audio["data"], mime_type=f"audio/{fmt}" if fmt else None)
+    if kind == "audio_url":
+        return Audio(_url_of(part.get("audio_url"), kind, index))
+    if kind == "video_url":
+        return Video(_url_of(part.get("video_url"), kind, index))
+    raise ContentError(f"part #{index} has unsupported type {kind!r}")
+
+
+def conversation_from_openai(messages: Iterable[Mapping[str, Any]]) -> Conversation:
+    """Chat messages as a Conversation. System and tool messages are context the judge was
+    not trained on, so they are skipped; tool results an agent *shows* should be judged by the
+    adapter as assistant/user content explicitly."""
+    turns: list[Turn] = []
+    for i, msg in enumerate(messages, start=1):
+        if not isinstance(msg, Mapping):
+            raise ContentError(f"message #{i} must be an object with role and content")
+        role = _ROLES.get(str(msg.get("role", "")).lower())
+        if role is None:
+            if msg.get("role") in ("system", "developer", "tool", "function"):
+                continue
+            raise ContentError(f"message #{i} has unknown role {msg.get('role')!r}")
+        parts = parts_from_openai(msg.get("content"))
+        if turns and turns[-1].role == role:
+            turns[-1] = Turn(role, turns[-1].parts + parts)  # type: ignore[arg-type]
+        else:
+            turns.append(Turn(role, parts))  # type: ignore[arg-type]
+    if not turns:
+        raise ContentError("no user or assistant message to judge")
+    return Conversation(tuple(turns))

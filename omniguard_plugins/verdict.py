@@ -1,0 +1,144 @@
+"""The Verdict and a lenient parser of what the checkpoints write.
+
+The models answer ``- Safety Assessment: <safe|unsafe>`` / ``- Categories: ...`` /
+``- Assessment: <critique>``, but case, bullets, spelling of "none" and missing fields vary.
+The parser accepts all of that and also Llama-Guard-style ``safe`` / ``unsafe\\nS1,S9``. What it
+cannot read is never safe: it becomes ``safe=False, error="unparseable"``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from .policy import Category, Policy, categories_from
+
+__all__ = ["Mode", "Verdict", "parse_output", "truncate_to_verdict"]
+
+Mode = Literal["verdict", "critique", "score"]
+
+#: what the judge forces the model's answer to start with
+LABEL_PREFIX = "- Safety Assessment:"
+
+_FIELD = r"^[\s\-\*•>#]*(?:\*\*)?\s*{name}\s*(?:\*\*)?\s*[:：]\s*(?:\*\*)?"
+_LABEL_RE = re.compile(_FIELD.format(name=r"(?:safety\s+)?(?:assessment|rating|label|safety)") + r"\s*([A-Za-z]+)", re.I | re.M)
+_CATS_RE = re.compile(_FIELD.format(name=r"(?:violated\s+)?categor(?:y|ies)") + r"(.*)$", re.I | re.M)
+_CRIT_RE = re.compile(_FIELD.format(name=r"(?:assessment|critique|rationale|explanation|reason)") + r"(.*)", re.I | re.M | re.S)
+_BARE_LABEL_RE = re.compile(r"^\s*(safe|unsafe)\s*$", re.I | re.M)
+_NONE_WORDS = {"", "none", "n/a", "na", "null", "nil", "no", "-", "no category", "no categories", "[]", "safe"}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judge's answer for one check.
+
+    ``safe`` is the decision a rail acts on. Under ``on_error="block"`` a failed check is
+    ``safe=False`` with ``error`` set; under ``"allow"`` it is ``safe=True`` with ``error`` set.
+    """
+
+    safe: bool
+    categories: tuple[Category, ...] = ()
+    critique: str | None = None
+    score: float | None = None
+    raw: str = ""
+    error: str | None = None
+    latency_ms: float = 0.0
+    direction: str = "input"
+    mode: str = "verdict"
+    cached: bool = False
+    #: extra facts: e.g. which audio window was unsafe ("window", "window_s")
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def unsafe(self) -> bool:
+        return not self.safe
+
+    @property
+    def label(self) -> str:
+        if self.error and self.raw == "":
+            return "error"
+        return "safe" if self.safe else "unsafe"
+
+    @property
+    def category_codes(self) -> tuple[str, ...]:
+        return tuple(c.code for c in self.categories)
+
+    @property
+    def category_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.categories)
+
+    def with_(self, **changes: Any) -> Verdict:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["categories"] = [{"code": c.code, "name": c.name} for c in self.categories]
+        data["details"] = dict(self.details)
+        data["label"] = self.label
+        return data
+
+    def summary(self) -> str:
+        if self.error:
+            head = f"error ({self.error}) -> {'allowed' if self.safe else 'blocked'}"
+        else:
+            head = "safe" if self.safe else "unsafe"
+        if self.categories:
+            head += ": " + ", ".join(str(c) for c in self.categories)
+        return head
+
+
+def truncate_to_verdict(text: str) -> str:
+    """Cut a full output after its Categories line (what ``verdict`` mode generates)."""
+    m = _CATS_RE.search(text)
+    if m:
+        return text[: m.end()].rstrip()
+    return text
+
+
+def parse_output(raw: str, policy: Policy, *, score: float | None = None) -> Verdict:
+    """Parse raw model output into a Verdict. Never raises; never calls garbage safe."""
+    if not isinstance(raw, str):
+        return Verdict(safe=False, raw=repr(raw), error="unparseable")
+    label = _find_label(raw)
+    if label is None:
+        return Verdict(safe=False, raw=raw, error="unparseable", score=score)
+
+    cats_text: str | None = None
+    m = _CATS_RE.search(raw)
+    if m:
+        cats_text = m.group(1)
+    elif (bare := _BARE_LABEL_RE.search(raw)) is not None:
+        # Llama Guard style: the line after the label lists the codes
+        rest = raw[bare.end():].strip().splitlines()
+        cats_text = rest[0] if rest else ""
+
+    categories: tuple[Category, ...] = ()
+    if cats_text is not None and cats_text.strip().lower() not in _NONE_WORDS:
+        categories = categories_from(policy, re.split(r"[,;/|]|\band\b", cats_text))
+
+    critique = None
+    c = _CRIT_RE.search(raw)
+    if c and (label_line_end := _label_span_end(raw)) is not None and c.start() >= label_line_end:
+        critique = c.group(1).strip() or None
+
+    return Verdict(safe=(label == "safe"), categories=categories, critique=critique, score=score, raw=raw)
+
+
+def _find_label(raw: str) -> str | None:
+    m = _LABEL_RE.search(raw)
+    if m:
+        word = m.group(1).lower()
+        if word in ("safe", "unsafe"):
+            return word
+        return None
+    bare = _BARE_LABEL_RE.search(raw)
+    if bare:
+        return bare.group(1).lower()
+    return None
+
+
+def _label_span_end(raw: str) -> int | None:
+    m = _LABEL_RE.search(raw) or _BARE_LABEL_RE.search(raw)
+    return m.end() if m else None
