@@ -149,10 +149,11 @@ class Policy:
                 policy = cls(tuple(_category(c) for c in data["categories"]))
             else:
                 policy = cls()
-            if data.get("drop"):
-                policy = policy.drop(*_as_list(data["drop"]))
+            # rename before drop, so both name categories by their codes in the base list
             if data.get("rename"):
                 policy = policy.rename(dict(data["rename"]))
+            if data.get("drop"):
+                policy = policy.drop(*_as_list(data["drop"]))
             for extra in _as_list(data.get("add") or []):
                 cat = _category(extra)
                 policy = policy.add(cat.name, cat.description)

@@ -1,0 +1,38 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both build .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+ARCH   := $(shell uname -m)
+ifeq ($(ARCH),aarch64)
+TORCH  := torch==2.9.1 torchvision==0.24.1
+else
+TORCH  := torch==2.14.1 torchvision==0.29.1
+endif
+PYTEST_ARGS ?=
+
+.PHONY: install test demo demo-cli bench gpu-check clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[all]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	$(BIN)/omniguard demo
+
+demo-cli: install
+	$(BIN)/omniguard demo
+
+bench: install
+	$(BIN)/omniguard bench --workloads text,image --modes verdict,score,critique --concurrency 1,8 --requests 16 --critique-tokens 48
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,125 @@
+"""LlamaIndex shapes -> the core's content parts. Conversion only: no judging here.
+
+Media are passed to the core as sources (a Path, raw bytes, a base64 ``data:`` URI or a URL)
+and decoded lazily by the judge, so a bad image becomes a typed, blocking verdict rather than
+an exception in the host app. LlamaIndex stores inline media as base64 (``ImageNode.image``,
+``MediaResource.data``, ``ImageBlock.image``); those become ``data:`` URIs.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from llama_index.core.base.llms.types import (
+    AudioBlock,
+    CachePoint,
+    ChatMessage,
+    CitableBlock,
+    CitationBlock,
+    ImageBlock,
+    TextBlock,
+    ThinkingBlock,
+    VideoBlock,
+)
+from llama_index.core.schema import BaseNode, ImageNode, MediaResource, MetadataMode, Node, QueryBundle
+
+from omniguard_plugins.content import Audio, Image, Part, Text, Video
+from omniguard_plugins.errors import ContentError
+
+__all__ = ["message_parts", "node_parts", "query_parts"]
+
+_MEDIA = {"image": Image, "audio": Audio, "video": Video}
+
+
+def query_parts(query: str | QueryBundle) -> tuple[Part, ...]:
+    """A query string, or a QueryBundle's text plus its ``image_path``."""
+    if isinstance(query, str):
+        return (Text(query),) if query else ()
+    if not isinstance(query, QueryBundle):
+        raise ContentError(f"a query is a str or a QueryBundle, got {type(query).__name__}")
+    parts: list[Part] = [Text(query.query_str)] if query.query_str else []
+    if query.image_path:
+        parts.append(Image(Path(query.image_path), name=Path(query.image_path).name))
+    return tuple(parts)
+
+
+def message_parts(message: str | ChatMessage) -> tuple[Part, ...]:
+    """A chat message (a str, or a ChatMessage with text/image/audio/video blocks)."""
+    if isinstance(message, str):
+        return (Text(message),) if message else ()
+    if not isinstance(message, ChatMessage):
+        raise ContentError(f"a chat message is a str or a ChatMessage, got {type(message).__name__}")
+    return tuple(p for i, block in enumerate(message.blocks, start=1) for p in _block_parts(block, i))
+
+
+def _block_parts(block: Any, index: int) -> tuple[Part, ...]:
+    if isinstance(block, TextBlock):
+        return (Text(block.text),) if block.text else ()
+    if isinstance(block, ThinkingBlock):
+        return (Text(block.content),) if block.content else ()
+    if isinstance(block, CachePoint):  # a provider caching marker, not content
+        return ()
+    if isinstance(block, ImageBlock):
+        return (_media("image", block.image, block.path, block.url, block.image_mimetype),)
+    if isinstance(block, AudioBlock):
+        mime = f"audio/{block.format}" if block.format else None
+        return (_media("audio", block.audio, block.path, block.url, mime),)
+    if isinstance(block, VideoBlock):
+        return (_media("video", block.video, block.path, block.url, block.video_mimetype),)
+    if isinstance(block, CitableBlock):
+        return tuple(p for sub in block.content for p in _block_parts(sub, index))
+    if isinstance(block, CitationBlock):
+        return _block_parts(block.cited_content, index)
+    kind = getattr(block, "block_type", type(block).__name__)
+    raise ContentError(f"block #{index} ({kind}) cannot be judged; send text, image, audio or video blocks")
+
+
+def node_parts(node: BaseNode) -> tuple[Part, ...]:
+    """A retrieved node's text and media: TextNode, ImageNode (``image`` base64,
+    ``image_path``, ``image_url``), and Node/Document (``text_resource`` and the
+    image/audio/video resources). Metadata is not judged: it is the app's, not retrieved text."""
+    name = f"node {node.node_id[:8]}"
+    if isinstance(node, Node):
+        text = node.text_resource.text if node.text_resource else None
+        parts: list[Part] = [Text(text)] if text else []
+        for kind in ("image", "audio", "video"):
+            resource: MediaResource | None = getattr(node, f"{kind}_resource")
+            if resource is not None and (resource.data or resource.path or resource.url):
+                parts.append(_media(kind, resource.data, resource.path, resource.url, resource.mimetype, name))
+        return tuple(parts)
+    text = node.get_content(metadata_mode=MetadataMode.NONE)
+    parts = [Text(text)] if text else []
+    if isinstance(node, ImageNode) and (node.image or node.image_path or node.image_url):
+        parts.append(_media("image", node.image, node.image_path, node.image_url, node.image_mimetype, name))
+    return tuple(parts)
+
+
+def _media(kind: str, data: Any, path: Any, url: Any, mime: str | None, name: str | None = None) -> Part:
+    """One media part from LlamaIndex's (inline data | path | url) triple, in that order."""
+    cls = _MEDIA[kind]
+    if data is not None and data != b"" and data != "":
+        if isinstance(data, io.IOBase):
+            data = _read_keeping_position(data)
+            return cls(data, mime_type=mime, name=name)
+        b64 = data.decode("ascii", "replace") if isinstance(data, (bytes, bytearray)) else str(data)
+        return cls(f"data:{mime or ''};base64,{b64}", mime_type=mime, name=name)
+    if path is not None and str(path):
+        p = Path(path)
+        return cls(p, mime_type=mime, name=name or p.name)
+    if url is not None and str(url):
+        return cls(str(url), mime_type=mime, name=name)
+    raise ContentError(f"{kind} has no data, path or url")
+
+
+def _read_keeping_position(stream: io.IOBase) -> bytes:
+    """Read a file-like block fully without consuming it for the LLM that reads it next."""
+    pos = stream.tell() if stream.seekable() else None
+    data = stream.read()
+    if pos is not None:
+        stream.seek(pos)
+    if isinstance(data, str):
+        raise ContentError("media file-likes must be opened in binary mode")
+    return bytes(data)
+

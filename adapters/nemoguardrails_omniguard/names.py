@@ -1,0 +1,39 @@
+"""Every name the shipped ``.co`` files and ``config.yml`` use, once, so a test can hold them
+to it (NeMo's own library shipped a misspelled exception event that nothing caught)."""
+
+from __future__ import annotations
+
+__all__ = [
+    "INPUT_ACTION",
+    "INPUT_EXCEPTION",
+    "INPUT_FLOW",
+    "JUDGE_PARAM",
+    "OUTPUT_ACTION",
+    "OUTPUT_EXCEPTION",
+    "OUTPUT_FLOW",
+    "REFUSAL",
+    "V2_ANSWER_FLOW",
+]
+
+#: the flows a config lists under ``rails.input.flows`` / ``rails.output.flows``
+INPUT_FLOW = "omniguard check input"
+OUTPUT_FLOW = "omniguard check output"
+
+#: the Colang 2 folder's main.co: hands each (checked) user message to the main LLM
+V2_ANSWER_FLOW = "omniguard answer with llm"
+
+#: the actions the flows call (``execute omniguard_check_input`` in Colang 1,
+#: ``await OmniguardCheckInputAction`` in Colang 2: NeMo maps one to the other)
+INPUT_ACTION = "omniguard_check_input"
+OUTPUT_ACTION = "omniguard_check_output"
+
+#: the events sent instead of a refusal when ``enable_rails_exceptions`` is on; LLMRails
+#: returns them as a message with role ``"exception"`` (Colang 1) or in ``"events"`` (Colang 2)
+INPUT_EXCEPTION = "OmniGuardInputRailException"
+OUTPUT_EXCEPTION = "OmniGuardOutputRailException"
+
+#: the action parameter a judge is injected as (``rails.register_action_param``)
+JUDGE_PARAM = "omniguard_judge"
+
+#: what ``bot refuse to respond`` says in NeMo 0.24 (both Colang versions) unless a config overrides it
+REFUSAL = "I'm sorry, I can't respond to that."

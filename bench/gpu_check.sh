@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# GPU tests + full-size benchmark on one H100/H200, no network, < 6 minutes.
+# Run through the device tool from the repo root, carrying .whl (wheels the GPU image lacks):
+#   bash bench/gpu_check.sh
+set -uo pipefail
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error
+OUT=${OUT:-$(mktemp -d)}
+if [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD:$PWD/adapters:${PYTHONPATH:-}"
+export OMNIGUARD_TINY_CACHE=/tmp/omniguard-tiny
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+echo "== GPU tests"
+timeout 200 python3 -m pytest -q -p no:cacheprovider tests/gpu tests/core/test_transformers_e2e.py -x -s 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+echo "== benchmark"
+timeout 300 python3 -m omniguard_plugins.cli bench --random-weights --arch omniguard-7b --device cuda \
+  --workloads text,image,audio --modes verdict,score,critique --concurrency 1,32 --requests 64 \
+  --naive-requests 2 --critique-tokens 128 --budget-s 230 --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"

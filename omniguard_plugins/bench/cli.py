@@ -1,0 +1,127 @@
+"""``omniguard bench``: throughput, latency and the ratios to the naive loop and the prefill floor."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import click
+
+__all__ = ["bench"]
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@click.command("bench")
+@click.option("--model", envvar="OMNIGUARD_MODEL", default=None, help="Checkpoint folder; default: the tiny checkpoint.")
+@click.option("--random-weights", is_flag=True, help="Build a full-size thinker with random weights (no download).")
+@click.option("--arch", type=click.Choice(["omniguard-7b", "omniguard-3b"]), default="omniguard-7b")
+@click.option("--device", default="auto")
+@click.option("--workloads", default="text,image", help="Comma list of text,image,audio,video,mixed.")
+@click.option("--modes", default="verdict,score,critique", help="Comma list of verdict,score,critique,explain.")
+@click.option("--concurrency", default="1,32", help="Comma list of client counts.")
+@click.option("--requests", "n_requests", default=64, type=int, help="Checks per measurement (x concurrency/32 at most).")
+@click.option("--naive/--no-naive", default=True, help="Also run the authors' loop: batch 1, full 256-token critique.")
+@click.option("--naive-requests", default=2, type=int)
+@click.option("--max-batch", default=32, type=int)
+@click.option("--critique-tokens", default=256, type=int)
+@click.option("--budget-s", default=0.0, type=float, help="Skip measurements once this many seconds have passed (0: no limit).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all results as JSON.")
+def bench(model: str | None, random_weights: bool, arch: str, device: str, workloads: str, modes: str,
+          concurrency: str, n_requests: int, naive: bool, naive_requests: int, max_batch: int,
+          critique_tokens: int, budget_s: float, json_out: str | None) -> None:
+    """Measure the judge. On the CPU use the ratios only; absolute numbers come from a GPU."""
+    from ..backends.transformers import TransformersBackend, _resolve_device
+    from .harness import HEADER, make_checks, matmul_tflops, run_bench
+
+    started = time.perf_counter()
+    dev = _resolve_device(device)
+    t0 = time.perf_counter()
+    if random_weights:
+        from .random_model import build_random_backend
+
+        backend = build_random_backend(arch, device=dev)
+        backend.verdict_max_new_tokens = 16  # random weights never finish a Categories line
+        backend.ignore_eos = True
+        label_model = f"random {arch}"
+    else:
+        if model is None:
+            from ..testing import tiny_checkpoint
+
+            model = str(tiny_checkpoint())
+            label_model = "tiny checkpoint"
+        else:
+            label_model = model
+        backend = TransformersBackend.from_pretrained(model, device=dev)
+    load_s = time.perf_counter() - t0
+    click.echo(f"# model: {label_model} ({backend.parameter_count / 1e9:.2f}B params, loaded in {load_s:.1f}s) on {_device_name(dev)}")
+    tflops = matmul_tflops(dev)
+    if tflops:
+        click.echo(f"# measured bf16 matmul: {tflops:.0f} TFLOP/s")
+    click.echo(HEADER)
+    results: list[Any] = []
+
+    def over_budget() -> bool:
+        return bool(budget_s) and time.perf_counter() - started > budget_s
+
+    for workload in _csv(workloads):
+        checks_cache: dict[int, list[dict[str, Any]]] = {}
+
+        def checks(n: int) -> list[dict[str, Any]]:
+            if n not in checks_cache:
+                checks_cache[n] = make_checks(workload, n + 1)
+            return checks_cache[n]
+
+        if naive and not over_budget():
+            results.append(run_bench(backend, checks(naive_requests), label="naive (authors' loop)", workload=workload,
+                                     mode="critique", concurrency=1, max_batch=1, max_new_tokens=critique_tokens,
+                                     on_progress=click.echo))
+        for mode in _csv(modes):
+            for conc in [int(c) for c in _csv(concurrency)]:
+                if over_budget():
+                    click.echo(f"# skipped {workload}/{mode}/c{conc}: over --budget-s")
+                    continue
+                n = max(conc, min(n_requests, n_requests if conc > 1 else max(4, n_requests // 8)))
+                real_mode = "verdict" if mode == "explain" else mode
+                results.append(run_bench(backend, checks(n), label=label_model[:28], workload=workload, mode=real_mode,
+                                         concurrency=conc, max_batch=max_batch, max_new_tokens=critique_tokens,
+                                         explain_unsafe=mode == "explain", on_progress=click.echo))
+    _print_ratios(results, tflops, backend)
+    if json_out:
+        payload = {"date": datetime.now(timezone.utc).isoformat(), "device": _device_name(dev), "model": label_model,
+                   "params": backend.parameter_count, "matmul_tflops": tflops, "host": platform.node(),
+                   "results": [r.to_dict() for r in results]}
+        Path(json_out).write_text(json.dumps(payload, indent=2))
+
+
+def _device_name(dev: str) -> str:
+    if dev.startswith("cuda"):
+        import torch
+
+        return torch.cuda.get_device_name(torch.device(dev))
+    return f"CPU ({platform.processor() or platform.machine()})"
+
+
+def _print_ratios(results: list[Any], tflops: float | None, backend: Any) -> None:
+    naive = {r.workload: r for r in results if r.label.startswith("naive")}
+    click.echo("\n# ratios (same run)")
+    for r in results:
+        if r.label.startswith("naive"):
+            continue
+        parts = [f"{r.workload}/{r.mode}/c{r.concurrency}: {r.req_s:.3f} req/s"]
+        if r.workload in naive and naive[r.workload].req_s:
+            parts.append(f"x{r.req_s / naive[r.workload].req_s:.1f} vs naive")
+        if tflops and r.extra.get("prompt_tokens"):
+            pass
+        click.echo("  " + ", ".join(parts))
+    if tflops:
+        llm = sum(p.numel() for n, p in backend.model.named_parameters() if "visual" not in n and "audio_tower" not in n)
+        for tokens, name in ((550, "text"), (808, "text+image")):
+            floor = tflops * 1e12 / (2 * llm * tokens)
+            click.echo(f"  prefill floor {name} (~{tokens} tokens): {floor:.0f} req/s")

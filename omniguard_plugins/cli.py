@@ -1,0 +1,142 @@
+"""``omniguard``: check content from the shell, serve the judge, run the benchmark.
+
+Exit codes of ``omniguard check``: 0 safe, 1 unsafe, 2 error (including a failed check that
+the default policy blocked: the content was not judged).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .errors import ConfigError, ModelLoadError, OmniGuardError
+
+__all__ = ["main"]
+
+_MODES = click.Choice(["verdict", "critique", "score"])
+
+
+def _judge_settings(model: str | None, url: str | None, device: str | None, on_error: str | None) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    if model:
+        settings["model"] = model
+    if url:
+        settings["base_url"] = url
+    if device:
+        settings["device"] = device
+    if on_error:
+        settings["on_error"] = on_error
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="omniguard-plugins")
+def main() -> None:
+    """OmniGuard: one omni-modal guard judge for text, images, audio and video."""
+
+
+@main.command()
+@click.option("--text", "-t", "texts", multiple=True, help="User text to judge (repeatable).")
+@click.option("--image", "-i", "images", multiple=True, type=click.Path(dir_okay=False), help="Image file (repeatable).")
+@click.option("--audio", "-a", "audios", multiple=True, type=click.Path(dir_okay=False), help="Audio file (repeatable).")
+@click.option("--video", "-v", "videos", multiple=True, type=click.Path(dir_okay=False), help="Video file (repeatable).")
+@click.option("--response", "-r", default=None, help="The assistant's answer: judges it (output rail) in the context of the user turn.")
+@click.option("--mode", type=_MODES, default=None, help="verdict (fast, default), critique (with reasoning) or score (P(unsafe)).")
+@click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), default=None, help="YAML policy file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@click.option("--model", envvar="OMNIGUARD_MODEL", default=None, help="Checkpoint id or folder [env OMNIGUARD_MODEL].")
+@click.option("--url", envvar="OMNIGUARD_URL", default=None, help="OpenAI-compatible judge endpoint(s) [env OMNIGUARD_URL].")
+@click.option("--device", envvar="OMNIGUARD_DEVICE", default=None, help="auto, cpu, cuda, cuda:1 ...")
+@click.option("--on-error", type=click.Choice(["block", "allow", "raise"]), default=None, help="What a failed check means.")
+def check(
+    texts: tuple[str, ...],
+    images: tuple[str, ...],
+    audios: tuple[str, ...],
+    videos: tuple[str, ...],
+    response: str | None,
+    mode: str | None,
+    policy_file: str | None,
+    as_json: bool,
+    model: str | None,
+    url: str | None,
+    device: str | None,
+    on_error: str | None,
+) -> None:
+    """Judge one turn. Exit 0 safe, 1 unsafe, 2 error."""
+    from .content import Audio, Image, Text, Video
+    from .judge import OmniGuard
+    from .policy import Policy
+
+    parts: list[Any] = [Text(t) for t in texts]
+    parts += [Image(Path(p), name=Path(p).name) for p in images]
+    parts += [Audio(Path(p), name=Path(p).name) for p in audios]
+    parts += [Video(Path(p), name=Path(p).name) for p in videos]
+    if not parts:
+        raise click.UsageError("nothing to check: give --text, --image, --audio or --video")
+    try:
+        settings = _judge_settings(model, url, device, on_error)
+        if policy_file:
+            settings["policy"] = Policy.from_yaml(Path(policy_file))
+        judge = OmniGuard(**settings)
+        judge.load()
+        verdict = judge.check(user=parts, assistant=response, mode=mode)  # type: ignore[arg-type]
+    except (ModelLoadError, ConfigError) as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except OmniGuardError as exc:  # on_error="raise"
+        click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(2)
+    _print_verdict(verdict, as_json)
+    judge.close()
+    sys.exit(2 if verdict.error else (0 if verdict.safe else 1))
+
+
+def _print_verdict(verdict: Any, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(verdict.to_dict(), indent=2, default=str))
+        return
+    label = verdict.label.upper()
+    color = {"SAFE": "green", "UNSAFE": "red"}.get(label, "yellow")
+    click.echo(click.style(label, fg=color, bold=True) + f"  ({verdict.direction}, {verdict.mode}, {verdict.latency_ms:.0f} ms)")
+    for cat in verdict.categories:
+        click.echo(f"  {cat.code}: {cat.name}")
+    if verdict.score is not None:
+        click.echo(f"  P(unsafe) = {verdict.score:.3f}")
+    if verdict.error:
+        click.echo(f"  error: {verdict.error} -> {'allowed' if verdict.safe else 'blocked'}")
+    if verdict.critique:
+        click.echo(f"  critique: {verdict.critique}")
+    if verdict.details.get("window") is not None:
+        click.echo(f"  unsafe audio window: #{verdict.details['window']} {verdict.details.get('window_s')}")
+
+
+@main.command()
+@click.option("--model", envvar="OMNIGUARD_MODEL", default=None, help="Checkpoint id or folder [env OMNIGUARD_MODEL].")
+@click.option("--url", envvar="OMNIGUARD_URL", default=None, help="OpenAI-compatible judge endpoint(s) [env OMNIGUARD_URL].")
+def demo(model: str | None, url: str | None) -> None:
+    """Judge the bundled sample media (falls back to a tiny plumbing model offline)."""
+    from .demo import run_demo
+
+    sys.exit(run_demo(model=model, url=url))
+
+
+def _add_optional_commands() -> None:
+    try:
+        from .server.cli import serve
+    except ImportError:  # the [serve] extra is not installed
+        pass
+    else:
+        main.add_command(serve)
+    from .bench.cli import bench
+
+    main.add_command(bench)
+
+
+_add_optional_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,168 @@
+"""Wire models of the server: what clients send and what they get back.
+
+Request models accept unknown fields (OpenAI clients send many we do not use) and log them
+once per request, so a misspelt option is visible in the server log instead of silently lost.
+Content parts stay plain dicts here: :mod:`omniguard_plugins.openai_messages` turns them into
+parts and owns every rule about what a part may look like.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "ChatChoice",
+    "ChatCompletionRequest",
+    "ChatCompletionResponse",
+    "ChatMessage",
+    "ErrorBody",
+    "ErrorResponse",
+    "GuardRequest",
+    "GuardResponse",
+    "LabelLogprobs",
+]
+
+log = logging.getLogger("omniguard.server")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    @model_validator(mode="after")
+    def _log_unknown(self) -> _Request:
+        if self.model_extra:
+            log.info("%s: ignoring unknown fields %s", type(self).__name__, sorted(self.model_extra))
+        return self
+
+
+class ChatMessage(_Request):
+    role: str
+    #: a string or a list of OpenAI content parts (text, image_url, input_audio, audio_url, video_url)
+    content: Union[str, list[Any], None] = None
+    name: Optional[str] = None
+
+
+class StreamOptions(_Request):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(_Request):
+    """The subset of OpenAI chat completions a guard checkpoint needs (as vLLM offers it)."""
+
+    model: Optional[str] = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: Optional[int] = Field(default=None, ge=1)
+    max_completion_tokens: Optional[int] = Field(default=None, ge=1)
+    #: decoding is greedy (the checkpoint's own generation config); only 0 or absent is accepted
+    temperature: Optional[float] = Field(default=None, ge=0.0)
+    top_p: Optional[float] = None
+    stop: Union[str, list[str], None] = None
+    stream: bool = False
+    stream_options: Optional[StreamOptions] = None
+    n: int = 1
+    logprobs: bool = False
+    top_logprobs: Optional[int] = Field(default=None, ge=0, le=20)
+    seed: Optional[int] = None
+    user: Optional[str] = None
+    #: vLLM extras: continue the trailing assistant message instead of starting a new one
+    continue_final_message: bool = False
+    add_generation_prompt: bool = True
+
+    @property
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else [s for s in self.stop if s]
+
+    @property
+    def token_cap(self) -> Optional[int]:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: Optional[list[int]] = None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class LabelLogprobs(BaseModel):
+    """Logprobs of the label token only: the one distribution the judge computes (score mode)."""
+
+    content: list[TokenLogprob]
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+    logprobs: Optional[LabelLogprobs] = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    #: omitted: the batcher does not report prompt token counts, and guessing would mislead
+    usage: Optional[Usage] = None
+
+
+class GuardRequest(_Request):
+    """``POST /v1/guard``: a conversation in OpenAI-style messages and what to check."""
+
+    messages: list[Any] = Field(min_length=1)
+    direction: Optional[Literal["input", "output"]] = None
+    mode: Optional[Literal["verdict", "critique", "score"]] = None
+    #: a list of categories ({"name", "description"} or names), or a mapping as
+    #: ``Policy.from_dict`` takes (``categories`` or ``drop``/``rename``/``add``); never a path
+    policy: Union[list[Any], dict[str, Any], None] = None
+    explain_unsafe: Optional[bool] = None
+
+
+class CategoryOut(BaseModel):
+    code: str
+    name: str
+
+
+class GuardResponse(BaseModel):
+    safe: bool
+    label: str
+    categories: list[CategoryOut]
+    critique: Optional[str] = None
+    score: Optional[float] = None
+    error: Optional[str] = None
+    latency_ms: float
+    direction: str
+    mode: str
+    cached: bool = False
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: Optional[str] = None
+    code: Optional[str] = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

@@ -1,0 +1,247 @@
+"""Serving logic, apart from routes: guard checks and raw chat completions on one judge.
+
+Both paths end in the judge's one micro-batcher, so concurrent HTTP clients share batches with
+each other and with anything else in the process using the same judge. Errors are raised as
+:class:`ServingError` (or an ``OmniGuardError``) and mapped to OpenAI's error shape once, in
+:mod:`omniguard_plugins.server.app`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..backends.base import GenerationRequest, GenerationResult
+from ..content import MediaPart, Text
+from ..errors import MediaError, OmniGuardError
+from ..judge import OmniGuard
+from ..media import DecodedMedia, decode_part
+from ..openai_messages import conversation_from_openai, parts_from_openai
+from ..policy import Policy
+from ..verdict import Verdict
+from .protocol import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    GuardRequest,
+    GuardResponse,
+    LabelLogprobs,
+    TokenLogprob,
+    TopLogprob,
+)
+
+__all__ = ["ChatOutcome", "GuardServing", "ServingError"]
+
+#: a stop sequence starting like this ends the answer after its Categories line, which the
+#: backend's "verdict" mode does natively (and cheaper than generating a critique to cut)
+_VERDICT_STOP = "\n- Assessment"
+
+
+class ServingError(Exception):
+    """An error with an HTTP status and OpenAI's error fields; mapped once in app.py."""
+
+    def __init__(
+        self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ChatOutcome:
+    """One finished completion, before it is shaped as a response or a stream."""
+
+    id: str
+    created: int
+    model: str
+    text: str
+    finish_reason: str
+    logprobs: LabelLogprobs | None
+
+    def response(self) -> ChatCompletionResponse:
+        choice = ChatChoice(message=AssistantMessage(content=self.text), finish_reason=self.finish_reason,  # type: ignore[arg-type]
+                            logprobs=self.logprobs)
+        return ChatCompletionResponse(id=self.id, created=self.created, model=self.model, choices=[choice])
+
+    def chunks(self) -> list[dict[str, Any]]:
+        """The same answer as ``chat.completion.chunk`` events (one content chunk: the
+        batcher returns whole answers, so finer chunks would only pretend to stream)."""
+        head = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
+        lp = self.logprobs.model_dump() if self.logprobs else None
+        return [
+            {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+            {**head, "choices": [{"index": 0, "delta": {"content": self.text}, "logprobs": lp, "finish_reason": None}]},
+            {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": self.finish_reason}]},
+        ]
+
+
+class GuardServing:
+    """The judge behind HTTP. ``request_timeout_s`` bounds every request end to end."""
+
+    def __init__(self, judge: OmniGuard, *, request_timeout_s: float | None = None, model_name: str | None = None) -> None:
+        self.judge = judge
+        self.request_timeout_s = request_timeout_s or judge.config.timeout_s
+        self.model_name = model_name or judge.config.model
+
+    # ------------------------------------------------------------------ /v1/guard
+
+    async def guard(self, req: GuardRequest) -> GuardResponse:
+        conversation = conversation_from_openai(req.messages)  # ContentError -> 400
+        policy = _policy(req.policy)
+        # decode media off the event loop; the judge then finds them in its media cache
+        await asyncio.to_thread(self._warm_media, conversation.media)
+        verdict = await self._bounded(
+            self.judge.acheck(conversation, direction=req.direction, mode=req.mode, policy=policy,
+                              explain_unsafe=req.explain_unsafe)
+        )
+        return guard_response(verdict)
+
+    def _warm_media(self, parts: Sequence[MediaPart]) -> None:
+        for part in parts:
+            try:
+                decode_part(part, self.judge.config.media, self.judge.media_cache)
+            except Exception:  # noqa: BLE001 - the judge reports it, typed, in the verdict
+                pass
+
+    # ------------------------------------------------------------------ /v1/chat/completions
+
+    async def chat(self, req: ChatCompletionRequest) -> ChatOutcome:
+        """Raw generation through the micro-batcher: the user text is the prompt, media follow."""
+        _check_sampling(req)
+        text, media_parts, prefix = _split_messages(req)
+        media = await asyncio.to_thread(self._decode, media_parts)
+        stops = req.stop_list
+        if req.logprobs:
+            mode = "score"
+        elif any(s.startswith(_VERDICT_STOP) for s in stops):
+            mode = "verdict"
+        else:
+            mode = "critique"
+        gen = GenerationRequest(
+            prompt=text, media=media, mode=mode,  # type: ignore[arg-type]
+            max_new_tokens=req.token_cap or self.judge.config.max_new_tokens, prefix=prefix,
+            request_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        )
+        result = await self._bounded(self._generate(gen))
+        completion = result.text[len(prefix):] if prefix and result.text.startswith(prefix) else result.text
+        completion, stopped = _cut_at_stop(completion, stops)
+        capped = req.token_cap is not None and result.new_tokens >= req.token_cap
+        finish = "length" if capped and not stopped else "stop"
+        logprobs = _label_logprobs(completion, result.score) if req.logprobs else None
+        return ChatOutcome(gen.request_id, int(time.time()), req.model or self.model_name, completion, finish, logprobs)
+
+    async def _generate(self, gen: GenerationRequest) -> GenerationResult:
+        future = self.judge.batcher.submit(gen)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()  # a request that timed out must not keep its batch slot
+            raise
+
+    def _decode(self, parts: Sequence[MediaPart]) -> tuple[DecodedMedia, ...]:
+        out: list[DecodedMedia] = []
+        counts: Counter[str] = Counter()
+        for part in parts:
+            counts[part.kind] += 1
+            label = f"{part.kind} #{counts[part.kind]}"
+            try:
+                out.extend(decode_part(part, self.judge.config.media, self.judge.media_cache))
+            except MediaError as exc:
+                raise exc.for_part(label) from exc
+            except OmniGuardError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a decoder bug is still the client's bad part
+                raise ServingError(400, f"{label}: could not decode ({type(exc).__name__})", code="corrupt_media") from exc
+        return tuple(out)
+
+    async def _bounded(self, awaitable: Any) -> Any:
+        try:
+            return await asyncio.wait_for(awaitable, self.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise ServingError(504, f"no answer within {self.request_timeout_s:g}s; the model is overloaded",
+                               type="timeout_error", code="timeout") from None
+
+
+def guard_response(verdict: Verdict) -> GuardResponse:
+    data = verdict.to_dict()
+    return GuardResponse(**{k: data[k] for k in GuardResponse.model_fields if k in data})
+
+
+def _policy(value: Any) -> Policy | None:
+    """A policy from JSON only: never a path or YAML text, so a client cannot make the server
+    read its files."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = {"categories": value}
+    if not isinstance(value, dict):
+        raise ServingError(400, "policy must be a list of categories or an object with 'categories' or "
+                                "drop/rename/add", param="policy")
+    return Policy.from_dict(value)  # ConfigError -> 400
+
+
+def _check_sampling(req: ChatCompletionRequest) -> None:
+    if req.temperature not in (None, 0, 0.0):
+        raise ServingError(400, "only greedy decoding is served (temperature 0 or absent): the guard's label "
+                                "must not depend on chance", param="temperature")
+    if req.n != 1:
+        raise ServingError(400, "n must be 1 (decoding is greedy, every choice would be the same)", param="n")
+    if req.continue_final_message and req.add_generation_prompt:
+        raise ServingError(400, "continue_final_message needs add_generation_prompt=false", param="add_generation_prompt")
+
+
+def _split_messages(req: ChatCompletionRequest) -> tuple[str, tuple[MediaPart, ...], str]:
+    """(user text, media parts, forced prefix). The checkpoint was trained on one user turn
+    with no system message, so that is the one shape accepted; anything else is a clear 400."""
+    messages = list(req.messages)
+    prefix = ""
+    if req.continue_final_message:
+        last = messages.pop()
+        if last.role != "assistant":
+            raise ServingError(400, "continue_final_message needs a trailing assistant message", param="messages")
+        prefix = "".join(p.text for p in parts_from_openai(last.content) if isinstance(p, Text))
+    if len(messages) != 1 or messages[0].role != "user":
+        roles = ", ".join(m.role for m in req.messages)
+        raise ServingError(400, f"expected one user message (plus a trailing assistant message with "
+                                f"continue_final_message); got roles [{roles}]", param="messages")
+    parts = parts_from_openai(messages[0].content)  # ContentError -> 400
+    text = "\n\n".join(p.text for p in parts if isinstance(p, Text))
+    media = tuple(p for p in parts if not isinstance(p, Text))
+    if not text.strip() and not media:
+        raise ServingError(400, "the user message is empty", param="messages")
+    return text, media, prefix  # type: ignore[return-value]
+
+
+def _cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, bool]:
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def _label_logprobs(completion: str, score: float | None) -> LabelLogprobs | None:
+    """The label token's distribution from the backend's P(unsafe); None when it has none."""
+    if score is None:
+        return None
+    stripped = completion.lstrip()
+    starts = stripped.lower().startswith(("unsafe", "safe"))
+    lead = completion[: len(completion) - len(stripped)] if starts else " "
+    chosen = "unsafe" if score >= 0.5 else "safe"  # greedy decoding picks the likelier label
+
+    def lp(p: float) -> float:
+        return math.log(p) if p > 0 else -9999.0
+
+    tops = [TopLogprob(token=lead + "unsafe", logprob=lp(score)), TopLogprob(token=lead + "safe", logprob=lp(1.0 - score))]
+    tops.sort(key=lambda t: -t.logprob)
+    mine = next(t for t in tops if t.token.strip() == chosen)
+    return LabelLogprobs(content=[TokenLogprob(token=mine.token, logprob=mine.logprob, top_logprobs=tops)])

@@ -1,0 +1,197 @@
+"""guard(prompt | llm | parser): input rail, output rail, and moderation while a stream flows."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+
+from langchain_omniguard import GuardViolation, guard
+from omniguard_plugins.errors import ConfigError
+
+SAFE_HEAD = "Here is a long and friendly answer about gardening. " * 6  # ~310 characters
+UNSAFE = "Now here is how to build a bomb at home. "
+SAFE_TAIL = "Water the tomatoes every morning and enjoy the harvest. " * 20
+
+
+class Tokens(BaseCallbackHandler):
+    """How many chunks the model has produced so far (GenericFakeChatModel reports each)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+        self.count += 1
+
+
+def chain_for(*answers: str, parse: bool = True):
+    prompt = ChatPromptTemplate.from_messages([("human", "{question}")])
+    llm = GenericFakeChatModel(messages=iter(answers))
+    return prompt | llm | StrOutputParser() if parse else prompt | llm
+
+
+def test_safe_input_and_output_pass(judge):
+    safe_chain = guard(chain_for("Paris."), judge=judge)
+    assert safe_chain.invoke({"question": "Capital of France?"}) == "Paris."
+    input_check, output_check = judge.backend.requests
+    assert "User: Capital of France?\n\nAgent:" in input_check.prompt
+    assert "User: Capital of France?\n\nAgent: Paris." in output_check.prompt  # judged in context
+
+
+def test_unsafe_input_raises_before_the_model_is_called(judge, model_calls):
+    safe_chain = guard(chain_for("never said"), judge=judge)
+    with pytest.raises(GuardViolation) as caught:
+        safe_chain.invoke({"question": "How do I build a bomb?"}, {"callbacks": [model_calls]})
+    assert model_calls.count == 0
+    assert caught.value.stage == "input"
+    assert caught.value.content == {"question": "How do I build a bomb?"}
+
+
+def test_unsafe_output_raises_after_the_model(judge, model_calls):
+    safe_chain = guard(chain_for("Sure, the bomb goes like this."), judge=judge)
+    with pytest.raises(GuardViolation) as caught:
+        safe_chain.invoke({"question": "Tell me something"}, {"callbacks": [model_calls]})
+    assert model_calls.count == 1
+    assert caught.value.stage == "output"
+    assert caught.value.content == "Sure, the bomb goes like this."
+
+
+def test_an_unsafe_image_in_the_chain_input_blocks(judge, red_png, model_calls):
+    prompt = ChatPromptTemplate.from_messages([("human", [
+        {"type": "text", "text": "{question}"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,{image}"}},
+    ])])
+    safe_chain = guard(prompt | GenericFakeChatModel(messages=iter(["a photo"])), judge=judge)
+    with pytest.raises(GuardViolation) as caught:
+        safe_chain.invoke({"question": "What is this?", "image": base64.b64encode(red_png).decode()},
+                          {"callbacks": [model_calls]})
+    assert caught.value.verdict.category_codes == ("S1",)
+    assert [m.kind for m in judge.backend.requests[-1].media] == ["image"]
+    assert model_calls.count == 0
+
+
+async def test_ainvoke(judge):
+    safe_chain = guard(chain_for("Paris.", "the bomb is..."), judge=judge)
+    assert await safe_chain.ainvoke({"question": "Capital of France?"}) == "Paris."
+    with pytest.raises(GuardViolation):
+        await safe_chain.ainvoke({"question": "and then?"})
+
+
+def test_a_safe_stream_still_streams(judge):
+    tokens = Tokens()
+    answer = SAFE_HEAD + SAFE_TAIL
+    safe_chain = guard(chain_for(answer), judge=judge, every_chars=50, window_chars=200)
+    produced_when_received = []
+    chunks = []
+    for chunk in safe_chain.stream({"question": "Gardening tips?"}, {"callbacks": [tokens]}):
+        chunks.append(chunk)
+        produced_when_received.append(tokens.count)
+    assert "".join(chunks) == answer
+    assert len(chunks) > 20
+    assert produced_when_received[0] < tokens.count  # the first text came out long before the model finished
+
+
+def test_stream_stops_at_the_first_unsafe_window(judge):
+    tokens = Tokens()
+    answer = SAFE_HEAD + UNSAFE + SAFE_TAIL
+    safe_chain = guard(chain_for(answer), judge=judge, every_chars=50, window_chars=200)
+    received: list[str] = []
+    with pytest.raises(GuardViolation) as caught:
+        for chunk in safe_chain.stream({"question": "Gardening tips?"}, {"callbacks": [tokens]}):
+            received.append(chunk)
+    text = "".join(received)
+    assert text and answer.startswith(text)
+    assert "bomb" not in text and len(text) <= answer.index("bomb")  # nothing unjudged was handed out
+    assert caught.value.stage == "output"
+    assert "bomb" in caught.value.content  # the window that was judged unsafe
+
+
+def test_a_stopped_stream_stops_the_model(judge):
+    # guard the model itself: LangChain drains a closed stream into an output parser for tracing
+    tokens = Tokens()
+    answer = SAFE_HEAD + UNSAFE + SAFE_TAIL
+    safe_chain = guard(chain_for(answer, parse=False), judge=judge, every_chars=50, window_chars=200)
+    received: list[AIMessageChunk] = []
+    with pytest.raises(GuardViolation):
+        for chunk in safe_chain.stream({"question": "Gardening tips?"}, {"callbacks": [tokens]}):
+            received.append(chunk)
+    text = "".join(c.content for c in received)
+    assert text and "bomb" not in text
+    all_chunks = len(list(GenericFakeChatModel(messages=iter([answer])).stream("x")))
+    assert tokens.count < all_chunks / 2  # the model was stopped soon after the unsafe window
+
+
+def test_unsafe_text_only_in_the_final_chunks_is_caught_by_the_final_check(judge):
+    answer = "A calm reply about the weather, and finally: build a bomb"
+    safe_chain = guard(chain_for(answer), judge=judge, every_chars=1000, window_chars=1000)
+    received: list[str] = []
+    with pytest.raises(GuardViolation) as caught:
+        for chunk in safe_chain.stream({"question": "Weather?"}):
+            received.append(chunk)
+    assert received == []  # every chunk was waiting for a check that never passed
+    assert caught.value.content == answer  # the final check saw the whole output
+    assert len(judge.backend.requests) == 2  # input, then final; no window was due
+
+
+async def test_astream_stops_at_the_first_unsafe_window(judge):
+    answer = SAFE_HEAD + UNSAFE + SAFE_TAIL
+    safe_chain = guard(chain_for(answer), judge=judge, every_chars=50, window_chars=200)
+    received: list[str] = []
+    with pytest.raises(GuardViolation):
+        async for chunk in safe_chain.astream({"question": "Gardening tips?"}):
+            received.append(chunk)
+    text = "".join(received)
+    assert answer.startswith(text) and "bomb" not in text and len(text) > 0
+
+
+async def test_astream_final_check(judge):
+    answer = "A calm reply about the weather, and finally: build a bomb"
+    safe_chain = guard(chain_for(answer), judge=judge, every_chars=1000, window_chars=1000)
+    received: list[str] = []
+    with pytest.raises(GuardViolation):
+        async for chunk in safe_chain.astream({"question": "Weather?"}):
+            received.append(chunk)
+    assert received == []
+
+
+def test_end_yields_a_refusal_in_the_stream_shape_and_stops(judge):
+    answer = SAFE_HEAD + UNSAFE + SAFE_TAIL
+    safe_chain = guard(chain_for(answer, parse=False), judge=judge, every_chars=50, window_chars=200,
+                       exit_behavior="end", violation_message="Sorry: {categories}.")
+    chunks = list(safe_chain.stream({"question": "Gardening tips?"}))
+    assert all(isinstance(c, AIMessageChunk) for c in chunks)
+    assert chunks[-1].content == "Sorry: Indiscriminate Weapons."
+    assert "bomb" not in "".join(c.content for c in chunks)
+
+
+def test_end_on_blocked_input_returns_the_refusal(judge, model_calls):
+    safe_chain = guard(chain_for("never"), judge=judge, exit_behavior="end", violation_message="No.")
+    assert safe_chain.invoke({"question": "a bomb"}, {"callbacks": [model_calls]}) == "No."
+    assert model_calls.count == 0
+    message_chain = guard(chain_for("never", parse=False), judge=judge, exit_behavior="end", violation_message="No.")
+    assert isinstance(message_chain.invoke({"question": "a bomb"}), AIMessage)
+
+
+def test_rails_can_be_switched_off(judge):
+    only_output = guard(chain_for("fine"), judge=judge, check_input=False)
+    assert only_output.invoke({"question": "hello?"}) == "fine"
+    assert [r.prompt.count("Agent: fine") for r in judge.backend.requests] == [1]  # the output check only
+    only_input = guard(chain_for("a bomb!"), judge=judge, check_output=False)
+    assert list(only_input.stream({"question": "hi"})) == ["a", " ", "bomb!"]
+
+
+def test_windows_must_overlap():
+    with pytest.raises(ConfigError, match="every_chars"):
+        guard(chain_for("x"), every_chars=300, window_chars=100)
+
+
+def test_verdicts_are_recorded(judge, verdict_events):
+    safe_chain = guard(chain_for("Paris."), judge=judge)
+    safe_chain.invoke({"question": "Capital?"}, {"callbacks": [verdict_events]})
+    assert [(d["stage"], d["label"]) for _, d in verdict_events.events] == [("input", "safe"), ("output", "safe")]

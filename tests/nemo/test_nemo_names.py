@@ -1,0 +1,96 @@
+"""Every name in the shipped .co and config.yml files is one the package defines (or one
+NeMo ships), spelled the same everywhere; and the public surface is pinned."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from nemoguardrails import RailsConfig
+from nemoguardrails.utils import camelcase_to_snakecase
+
+import nemoguardrails_omniguard as pkg
+from nemoguardrails_omniguard import RAILS_DIR, RAILS_DIR_V2, names
+
+OURS = {
+    "flows": {names.INPUT_FLOW, names.OUTPUT_FLOW, names.V2_ANSWER_FLOW},
+    "actions": {names.INPUT_ACTION, names.OUTPUT_ACTION},
+    "events": {names.INPUT_EXCEPTION, names.OUTPUT_EXCEPTION},
+}
+# NeMo's own names our Colang 2 wiring (main.co) uses
+NEMO_FLOWS = {"main", "input rails", "output rails"}
+NEMO_ACTIONS = {"PassthroughLLMAction"}
+
+
+def scan(path: Path) -> dict[str, set[str]]:
+    """Flow, action and event names a Colang file defines or uses (quoted text excluded)."""
+    code = re.sub(r'"[^"]*"', '""', path.read_text())
+    flows = set(re.findall(r"^(?:define )?flow ([a-z][\w ]*?)(?: \$\w+)*\s*$", code, re.M))
+    events = set(re.findall(r"(?:create event|send) (\w+)\(", code))
+    v1_actions = set(re.findall(r"\bexecute (\w+)", code))
+    v2_actions = set(re.findall(r"\bawait (\w+Action)\(", code))
+    return {"flows": flows, "events": events, "v1_actions": v1_actions, "v2_actions": v2_actions}
+
+
+def co_files() -> list[Path]:
+    return sorted(Path(RAILS_DIR).glob("*.co")) + sorted(Path(RAILS_DIR_V2).glob("*.co"))
+
+
+@pytest.mark.parametrize("path", co_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_name_in_the_co_files_is_known(path: Path):
+    found = scan(path)
+    assert found["flows"] <= OURS["flows"] | NEMO_FLOWS
+    assert found["events"] <= OURS["events"]
+    assert found["v1_actions"] <= OURS["actions"]
+    ours_v2 = {a for a in found["v2_actions"] if a not in NEMO_ACTIONS}
+    # NeMo maps OmniguardCheckInputAction -> omniguard_check_input: the spelling must survive that
+    assert {camelcase_to_snakecase(a.removesuffix("Action")) for a in ours_v2} <= OURS["actions"]
+
+
+@pytest.mark.parametrize("folder,rails_file", [(RAILS_DIR, "flows.v1.co"), (RAILS_DIR_V2, "flows.co")])
+def test_each_flow_file_defines_both_rails_with_all_our_names(folder: str, rails_file: str):
+    found = scan(Path(folder) / rails_file)
+    actions = found["v1_actions"] | {camelcase_to_snakecase(a.removesuffix("Action")) for a in found["v2_actions"]}
+    assert found["flows"] == {names.INPUT_FLOW, names.OUTPUT_FLOW}
+    assert found["events"] == OURS["events"]
+    assert actions == OURS["actions"]
+
+
+def test_config_yml_lists_our_flows():
+    config = yaml.safe_load((Path(RAILS_DIR) / "config.yml").read_text())
+    assert config["rails"]["input"]["flows"] == [names.INPUT_FLOW]
+    assert config["rails"]["output"]["flows"] == [names.OUTPUT_FLOW]
+    main = scan(Path(RAILS_DIR_V2) / "main.co")
+    assert {"input rails", "output rails"} <= main["flows"]
+    wiring = (Path(RAILS_DIR_V2) / "main.co").read_text()
+    assert f"flow input rails $input_text\n  {names.INPUT_FLOW}\n" in wiring
+    assert f"flow output rails $output_text\n  {names.OUTPUT_FLOW}\n" in wiring
+
+
+def test_the_folders_hold_one_colang_version_each():
+    assert RailsConfig.from_path(RAILS_DIR).colang_version == "1.0"
+    assert RailsConfig.from_path(RAILS_DIR_V2).colang_version == "2.x"
+
+
+def test_refusal_is_what_nemo_says():
+    import nemoguardrails
+
+    core = Path(nemoguardrails.__file__).parent / "colang" / "v2_x" / "library" / "core.co"
+    assert f'flow bot refuse to respond\n    bot say "{names.REFUSAL}"' in core.read_text()
+
+
+def test_actions_carry_their_public_names():
+    assert pkg.omniguard_check_input.action_meta["name"] == names.INPUT_ACTION
+    assert pkg.omniguard_check_output.action_meta["name"] == names.OUTPUT_ACTION
+    assert pkg.omniguard_check_input.action_meta["is_system_action"] is True
+
+
+def test_public_names():
+    assert pkg.__all__ == sorted(pkg.__all__, key=lambda n: (not n.isupper(), n))
+    assert set(pkg.__all__) == {
+        "INPUT_ACTION", "INPUT_EXCEPTION", "INPUT_FLOW", "JUDGE_PARAM", "OUTPUT_ACTION",
+        "OUTPUT_EXCEPTION", "OUTPUT_FLOW", "RAILS_DIR", "RAILS_DIR_V2", "REFUSAL",
+        "omniguard_check_input", "omniguard_check_output", "outcome_from_verdict", "register",
+    }

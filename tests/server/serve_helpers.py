@@ -1,0 +1,133 @@
+"""Helpers for server tests: real ``omniguard serve`` processes on loopback, and media made here."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+from PIL import Image as PILImage
+
+HERE = Path(__file__).resolve().parent
+TOKEN = "test-token-123"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    """An ``omniguard serve`` subprocess; ``url`` is its root (``/v1`` is added by clients)."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+    token: str | None = None
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def metrics(self) -> dict[str, float]:
+        """``/metrics`` as {'name{labels}': value} (label order as exported)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        text = httpx.get(f"{self.url}/metrics", timeout=10).text
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+                out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+        return out
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        """Stop the process (if still running) and remove its log."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log_path.unlink(missing_ok=True)
+
+
+def start_server(*args: str, token: str | None = None, delay_s: float = 0.0, timeout_s: float = 60.0) -> ServerProcess:
+    """Launch ``python -m omniguard_plugins.server ARGS`` on a free port; wait for /healthz."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+           "OMNIGUARD_TEST_DELAY_S": str(delay_s)}
+    env.pop("OMNIGUARD_TOKEN", None)
+    cmd = [sys.executable, "-m", "omniguard_plugins.server", "--port", str(port), "--log-level", "warning", *args]
+    if token:
+        cmd += ["--token", token]
+    fd, log_name = tempfile.mkstemp(prefix="omniguard-serve-", suffix=".log")
+    with os.fdopen(fd, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = ServerProcess(proc, port, Path(log_name), token, list(args))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError(f"server did not answer /healthz within {timeout_s}s:\n{server.log()}")
+
+
+# ------------------------------------------------------------------ media made in the test
+
+
+def png_bytes(colour: tuple[int, int, int] = (220, 20, 20), size: tuple[int, int] = (32, 24)) -> bytes:
+    buf = io.BytesIO()
+    PILImage.new("RGB", size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def wav_bytes(seconds: float = 1.0, freq: float = 440.0, rate: int = 16_000) -> bytes:
+    t = np.arange(int(seconds * rate)) / rate
+    pcm = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+    return buf.getvalue()
+
+
+def data_uri(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
