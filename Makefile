@@ -11,7 +11,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 endif
 PYTEST_ARGS ?=
 
-.PHONY: install test demo demo-cli bench gpu-check clean
+.PHONY: install test browser demo demo-cli bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,11 +22,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the browser test drives Debian's Chromium; install it when missing (skipped where apt is unavailable)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		echo "chromium not installed: the browser test will be skipped"; }
 
 demo: install
 	$(BIN)/omniguard demo
+	$(BIN)/python -m demo_apps.omni_chat
 
 demo-cli: install
 	$(BIN)/omniguard demo

@@ -394,13 +394,10 @@ class OmniGuard:
     _Pending = list[tuple[int, list[Future[GenerationResult]], tuple[_Flow, list[str], bool]]]
 
     def _start(self, flows: list[_Flow], done: list[Verdict | None]) -> _Pending:
-        pending: OmniGuard._Pending = []
-        for i, flow in enumerate(flows):
-            self._step(i, flow, None, done, pending)
-        return pending
+        return self._submit_all([(i, flow, None) for i, flow in enumerate(flows)], done)
 
     def _advance(self, pending: _Pending, results: list[Any], done: list[Verdict | None]) -> _Pending:
-        nxt: OmniGuard._Pending = []
+        steps: list[tuple[int, _Flow, _Step | None]] = []
         pos = 0
         for i, futures, (flow, keys, cached) in pending:
             chunk = results[pos : pos + len(futures)]
@@ -408,17 +405,25 @@ class OmniGuard:
             for key, res in zip(keys, chunk):
                 if isinstance(res, GenerationResult) and key:
                     self._remember(key, res)
-            self._step(i, flow, _Step(chunk, cached), done, nxt)
-        return nxt
+            steps.append((i, flow, _Step(chunk, cached)))
+        return self._submit_all(steps, done)
 
-    def _step(self, i: int, flow: _Flow, value: _Step | None, done: list[Verdict | None], pending: _Pending) -> None:
-        try:
-            requests = flow.send(value) if value is not None else next(flow)
-        except StopIteration as stop:
-            done[i] = stop.value
-            return
-        futures, keys, all_cached = self._submit(requests)
-        pending.append((i, futures, (flow, keys, all_cached)))
+    def _submit_all(self, steps: list[tuple[int, _Flow, _Step | None]], done: list[Verdict | None]) -> _Pending:
+        """Advance every flow (rendering, decoding media) first, then submit all their
+        requests at once, so slow decoding of one item cannot split a check_many batch."""
+        wanted: list[tuple[int, _Flow, list[GenerationRequest]]] = []
+        for i, flow, value in steps:
+            try:
+                requests = flow.send(value) if value is not None else next(flow)
+            except StopIteration as stop:
+                done[i] = stop.value
+                continue
+            wanted.append((i, flow, requests))
+        pending: OmniGuard._Pending = []
+        for i, flow, requests in wanted:
+            futures, keys, all_cached = self._submit(requests)
+            pending.append((i, futures, (flow, keys, all_cached)))
+        return pending
 
     def _submit(self, requests: list[GenerationRequest]) -> tuple[list[Future[GenerationResult]], list[str], bool]:
         futures: list[Future[GenerationResult]] = []

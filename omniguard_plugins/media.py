@@ -16,6 +16,8 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -29,15 +31,8 @@ if TYPE_CHECKING:
     from .content import MediaPart
 
 __all__ = [
-    "DecodedAudio",
-    "DecodedImage",
-    "DecodedMedia",
-    "DecodedVideo",
-    "MediaCache",
-    "MediaLimits",
-    "decode_part",
-    "read_source",
-    "sniff_kind",
+    "IMAGE_FORMATS", "DecodedAudio", "DecodedImage", "DecodedMedia", "DecodedVideo", "MediaCache", "MediaLimits",
+    "check_declared", "decode_image_bytes", "decode_part", "open_image", "read_source", "sniff_kind", "sniff_mime",
 ]
 
 
@@ -58,7 +53,14 @@ class MediaLimits:
     max_video_frames: int = 64
     max_video_s: float = 10 * 60.0
     video_pixel_budget: int = 448 * 448
+    #: a decoder (ffmpeg, PyAV) that runs longer than this is stopped and the part refused
+    decode_timeout_s: float = 30.0
+    #: accept file paths as sources; a server taking untrusted messages should turn this off
+    allow_paths: bool = True
+    #: URLs are fetched only when this is on (see :mod:`omniguard_plugins.fetch`)
     allow_urls: bool = False
+    #: when non-empty, the only hosts a URL may name (``"*.example.com"`` for subdomains);
+    #: naming a host here also allows it to resolve to a private address
     url_allowlist: tuple[str, ...] = ()
     url_timeout_s: float = 10.0
 
@@ -95,6 +97,10 @@ class DecodedVideo:
     sha256: str
     kind: str = field(default="video", init=False)
 
+    @property
+    def duration_s(self) -> float:
+        return len(self.frames) / self.fps if self.fps else 0.0
+
 
 DecodedMedia = Union[DecodedImage, DecodedAudio, DecodedVideo]
 
@@ -103,20 +109,20 @@ DecodedMedia = Union[DecodedImage, DecodedAudio, DecodedVideo]
 
 _DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,(?P<data>.*)$", re.S)
 _B64_CHARS = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
+_B64_RUN = re.compile(r"[A-Za-z0-9+/=_-]")
 
 
 def read_source(source: Any, limits: MediaLimits, *, mime_hint: str | None = None) -> tuple[bytes, str | None]:
     """Return (bytes, mime type hint) for any accepted source.
 
     Accepted: bytes-like, a file-like with ``read``, a ``Path`` or path string, a ``data:``
-    URI, base64 text, and http(s) URLs when ``limits.allow_urls``.
+    URI, base64 text, and http(s) URLs when ``limits.allow_urls``. A file-like is read from
+    its current position and put back there, so the input and output rails can both read it.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif hasattr(source, "read"):
-        data = source.read(limits.max_bytes + 1)
-        if isinstance(data, str):
-            raise UnsupportedMedia("file-like objects must be opened in binary mode")
+        data = _read_filelike(source, limits.max_bytes + 1)
     elif isinstance(source, os.PathLike):
         data = _read_path(Path(source), limits)
     elif isinstance(source, str):
@@ -130,7 +136,26 @@ def read_source(source: Any, limits: MediaLimits, *, mime_hint: str | None = Non
     return data, mime_hint
 
 
+def _read_filelike(source: Any, size: int) -> bytes:
+    pos = _tell(source)
+    data = source.read(size)
+    if pos is not None:
+        source.seek(pos)
+    if isinstance(data, str):
+        raise UnsupportedMedia("file-like objects must be opened in binary mode")
+    return bytes(data or b"")
+
+
+def _tell(source: Any) -> int | None:
+    try:
+        return source.tell() if source.seekable() else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def _read_path(path: Path, limits: MediaLimits) -> bytes:
+    if not limits.allow_paths:
+        raise UnsupportedMedia("file paths are not accepted here; send the bytes (base64 or a data: URI)")
     try:
         size = path.stat().st_size
     except FileNotFoundError:
@@ -164,13 +189,19 @@ def _read_str(source: str, limits: MediaLimits, mime_hint: str | None) -> tuple[
         return fetch_url(s, limits), mime_hint
     if "://" in s[:12]:
         raise MediaFetchRefused(f"scheme not allowed: {s.split('://', 1)[0]}")
-    if len(s) < 1024 and ("/" in s or "\\" in s or "." in s[-6:]) and Path(s).exists():
-        return _read_path(Path(s), limits), mime_hint
-    if len(s) >= 16 and _B64_CHARS.match(s):
+    if len(s) >= 16 and _B64_CHARS.match(s) and not (limits.allow_paths and len(s) < 1024 and Path(s).is_file()):
         return _b64decode(s), mime_hint
-    if len(s) < 1024:
-        raise UnsupportedMedia(f"file not found: {s}")
-    raise CorruptMedia("text is neither a path, a data: URI nor valid base64")
+    if len(s) < 1024 and _looks_like_path(s):
+        return _read_path(Path(s), limits), mime_hint
+    raise CorruptMedia("invalid base64 (the text is not a file path, a data: URI or a URL either)")
+
+
+def _looks_like_path(s: str) -> bool:
+    if re.search(r"\.[A-Za-z0-9]{1,5}$", s) or "\\" in s:
+        return True
+    if len(s) >= 64 and len(_B64_RUN.findall(s)) * 10 >= len(s) * 9:
+        return False  # almost all base64 characters: broken base64, not a path
+    return "/" in s or (" " not in s and len(s) < 16)
 
 
 def _b64decode(payload: str) -> bytes:
@@ -185,48 +216,72 @@ def _b64decode(payload: str) -> bytes:
 
 # --------------------------------------------------------------------------- sniffing
 
-_SIGNATURES: list[tuple[bytes, int, str, str]] = [
-    (b"\x89PNG\r\n\x1a\n", 0, "image", "image/png"),
-    (b"\xff\xd8\xff", 0, "image", "image/jpeg"),
-    (b"GIF87a", 0, "image", "image/gif"),
-    (b"GIF89a", 0, "image", "image/gif"),
-    (b"BM", 0, "image", "image/bmp"),
-    (b"II*\x00", 0, "image", "image/tiff"),
-    (b"MM\x00*", 0, "image", "image/tiff"),
-    (b"ID3", 0, "audio", "audio/mpeg"),
-    (b"fLaC", 0, "audio", "audio/flac"),
-    (b"OggS", 0, "audio", "audio/ogg"),
-    (b"\x1aE\xdf\xa3", 0, "video", "video/webm"),
-]
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"), (b"BM", "image/bmp"), (b"II*\x00", "image/tiff"), (b"MM\x00*", "image/tiff"),
+    (b"ID3", "audio/mpeg"), (b"fLaC", "audio/flac"), (b"OggS", "audio/ogg"), (b"\x1aE\xdf\xa3", "video/webm"),
+)
+_RIFF = {b"WAVE": "audio/wav", b"WEBP": "image/webp", b"AVI ": "video/x-msvideo"}
+#: old QuickTime files start with one of these atoms instead of ``ftyp``
+_QT_ATOMS = (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")
 
 
 def sniff_mime(data: bytes) -> tuple[str | None, str | None]:
-    """(kind, mime) from magic bytes, or (None, None)."""
-    for sig, off, kind, mime in _SIGNATURES:
-        if data[off : off + len(sig)] == sig:
-            return kind, mime
-    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
-        return "audio", "audio/wav"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image", "image/webp"
-    if data[4:8] == b"ftyp":
+    """(kind, mime) from the leading magic bytes, or (None, None).
+
+    Only the *leading* bytes count: a part is decoded as the one format they name, by that
+    format's decoder alone, so a polyglot file cannot be read as a second thing.
+    """
+    mime = next((m for magic, m in _MAGIC if data.startswith(magic)), None)
+    if mime is None and data[:4] == b"RIFF":
+        mime = _RIFF.get(data[8:12])
+    elif mime is None and data[4:8] == b"ftyp":
         brand = data[8:12]
-        if brand in (b"M4A ", b"M4B "):
-            return "audio", "audio/mp4"
-        if brand in (b"heic", b"heix", b"avif", b"mif1"):
-            return "image", "image/" + ("avif" if brand == b"avif" else "heic")
-        return "video", "video/mp4"
-    if len(data) > 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0:
-        return "audio", "audio/mpeg"
-    return None, None
+        mime = ("audio/mp4" if brand in (b"M4A ", b"M4B ") else "image/avif" if brand in (b"avif", b"avis")
+                else "image/heic" if brand in (b"heic", b"heix", b"mif1", b"msf1") else "video/mp4")
+    elif mime is None and data[4:8] in _QT_ATOMS:
+        mime = "video/quicktime"
+    elif mime is None and len(data) > 2 and data[0] == 0xFF and (data[1] & 0xE0) == 0xE0:
+        # the MPEG sync word: layer bits 00 mean AAC in ADTS, anything else MP3
+        mime = "audio/aac" if (data[1] & 0xF6) == 0xF0 else "audio/mpeg"
+    return (mime.split("/")[0], mime) if mime else (None, None)
 
 
 def sniff_kind(source: Any) -> str | None:
+    """The kind of a bytes / path / file-like source from its first bytes, without consuming it."""
     try:
-        data, _ = read_source(source, MediaLimits())
-    except MediaError:
+        if isinstance(source, os.PathLike):
+            with open(source, "rb") as fh:
+                return sniff_mime(fh.read(64))[0]
+        if hasattr(source, "read") and _tell(source) is None:
+            return None  # cannot peek at a stream we cannot rewind
+        return sniff_mime(_read_filelike(source, 64) if hasattr(source, "read") else
+                          read_source(source, MediaLimits())[0][:64])[0]
+    except (MediaError, OSError):
         return None
-    return sniff_mime(data[:64])[0]
+
+
+#: declared types that say nothing about the bytes, or name media containers outside image/audio/video
+_NEUTRAL_MIME = {"application/octet-stream", "binary/octet-stream", "application/ogg", "application/mp4"}
+
+
+def check_declared(kind: str, declared: str | None, sniffed_kind: str | None, sniffed_mime: str | None) -> None:
+    """Refuse bytes whose magic contradicts the declared MIME type or the part's kind.
+
+    Audio and video containers (mp4, webm, ogg) hold either, so only image vs audio/video is
+    a contradiction; ``image/jpeg`` declared for PNG bytes is tolerated (clients get it wrong
+    often, and we decode by the bytes, never by the label).
+    """
+    if declared:
+        major = declared.split(";")[0].strip().lower()
+        if major not in _NEUTRAL_MIME and major.split("/")[0] not in ("image", "audio", "video"):
+            raise UnsupportedMedia(f"declared type {major} is not an image, audio or video type")
+        if major.split("/")[0] in ("image", "audio", "video") and sniffed_kind:
+            if (major.startswith("image/")) != (sniffed_kind == "image"):
+                raise UnsupportedMedia(f"declared {major} but the bytes are {sniffed_mime}")
+    if sniffed_kind and (kind == "image") != (sniffed_kind == "image"):
+        if not (kind == "video" and sniffed_mime in ("image/gif", "image/webp", "image/png")):  # animations
+            raise UnsupportedMedia(f"passed as {kind} but the bytes are {sniffed_mime}")
 
 
 # --------------------------------------------------------------------------- cache
@@ -266,24 +321,26 @@ class MediaCache:
 def decode_part(part: MediaPart, limits: MediaLimits, cache: MediaCache | None = None) -> list[DecodedMedia]:
     """Decode one part into what the backend consumes.
 
-    An image gives one DecodedImage; audio one DecodedAudio (full length; the judge windows
-    it); a video a DecodedVideo plus, if it has sound, a DecodedAudio of its track.
-    Raises a MediaError subclass on anything it cannot read.
+    An image gives one DecodedImage (an animated GIF/WebP a DecodedVideo); audio one
+    DecodedAudio (full length; the judge windows it); a video a DecodedVideo plus, if it has
+    sound, a DecodedAudio of its track. Raises a MediaError subclass on anything it cannot read.
     """
-    if part.kind == "image" and _is_pil(part.source):
-        return [_decode_pil(part.source, limits, cache)]
+    from PIL import Image as PILImage
+
+    if part.kind == "image" and isinstance(part.source, PILImage.Image):
+        return [_decode_pil(part.source, limits)]
     data, mime_hint = read_source(part.source, limits, mime_hint=part.mime_type)
     digest = hashlib.sha256(data).hexdigest()
+    sniffed_kind, sniffed_mime = sniff_mime(data[:64])
+    # before the cache: the same bytes under a contradicting label are refused every time
+    check_declared(part.kind, mime_hint or part.mime_type, sniffed_kind, sniffed_mime)
     key = (part.kind, digest, limits)
     if cache is not None and (hit := cache.get(key)) is not None:
         return hit
-    sniffed_kind, sniffed_mime = sniff_mime(data[:64])
-    declared = mime_hint or part.mime_type
-    if declared and sniffed_kind and declared.split("/")[0] in ("image", "audio", "video"):
-        if declared.split("/")[0] != sniffed_kind and not (declared.startswith("video") and sniffed_kind == "audio"):
-            raise UnsupportedMedia(f"declared {declared} but the bytes are {sniffed_mime}")
-    if part.kind == "image":
+    if part.kind == "image" or (part.kind == "video" and sniffed_kind == "image"):
         decoded: list[DecodedMedia] = decode_image_bytes(data, digest, limits)
+        if part.kind == "video" and not isinstance(decoded[0], DecodedVideo):
+            raise UnsupportedMedia("passed as video but the bytes are a still image")
     elif part.kind == "audio":
         from .av import decode_audio_bytes
 
@@ -299,63 +356,79 @@ def decode_part(part: MediaPart, limits: MediaLimits, cache: MediaCache | None =
     return decoded
 
 
-def _is_pil(value: Any) -> bool:
-    from PIL import Image as PILImage
-
-    return isinstance(value, PILImage.Image)
-
-
-def _decode_pil(img: PILImage.Image, limits: MediaLimits, cache: MediaCache | None) -> DecodedImage:
+def _decode_pil(img: PILImage.Image, limits: MediaLimits) -> DecodedImage:
     if img.width * img.height > limits.max_image_pixels:
         raise MediaTooLarge(f"{img.width}x{img.height} is over the {limits.max_image_pixels}-pixel limit")
-    rgb = _to_rgb(img)
+    from PIL import ImageOps
+
+    rgb = _to_rgb(ImageOps.exif_transpose(img) or img)
     digest = hashlib.sha256(rgb.tobytes() + f"{rgb.size}".encode()).hexdigest()
     return DecodedImage(_fit(rgb, limits.image_pixel_budget), digest)
 
 
-def decode_image_bytes(data: bytes, digest: str, limits: MediaLimits) -> list[DecodedMedia]:
+#: the image formats Pillow may open (phone JPEGs open as MPO); EPS, PSD, ICO... are refused unread
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
+
+
+@contextmanager
+def pil_errors(what: str = "image") -> Iterator[None]:
+    """Pillow's many exception types, as our typed one-line errors."""
     from PIL import Image as PILImage
-    from PIL import ImageOps, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with PILImage.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-            fmt = probe.format
-            n_frames = getattr(probe, "n_frames", 1)
+        yield
+    except MediaError:
+        raise
     except UnidentifiedImageError:
-        raise CorruptMedia("not a readable image") from None
+        raise CorruptMedia("not a readable image (png, jpeg, gif, webp, bmp, tiff)") from None
     except PILImage.DecompressionBombError:
-        raise MediaTooLarge("image header claims too many pixels") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise CorruptMedia(f"image does not decode ({_first_line(exc)})") from None
-    # the header's size is checked before a single pixel is decoded
-    if width * height > limits.max_image_pixels:
-        raise MediaTooLarge(f"{width}x{height} is over the {limits.max_image_pixels}-pixel limit")
-    if n_frames > 1 and fmt in ("GIF", "WEBP", "PNG"):
-        from .av import animated_image_to_video
+        raise MediaTooLarge("image header claims too many pixels (a decompression bomb?)") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise CorruptMedia(f"{what} does not decode ({_first_line(exc)})") from None
 
-        return [animated_image_to_video(data, digest, limits)]
-    try:
-        with PILImage.open(io.BytesIO(data)) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img) or img
-            rgb = _to_rgb(img)
-    except PILImage.DecompressionBombError:
-        raise MediaTooLarge("image header claims too many pixels") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise CorruptMedia(f"image does not decode ({_first_line(exc)})") from None
+
+def open_image(data: bytes) -> PILImage.Image:
+    """Open (not decode) an image from its header, in the formats we accept only."""
+    from PIL import Image as PILImage
+
+    with pil_errors():
+        PILImage.init()
+        return PILImage.open(io.BytesIO(data), formats=[f for f in IMAGE_FORMATS if f in PILImage.OPEN])
+
+
+def decode_image_bytes(data: bytes, digest: str, limits: MediaLimits) -> list[DecodedMedia]:
+    from PIL import ImageOps
+
+    with open_image(data) as img, pil_errors():
+        (width, height), fmt = img.size, img.format
+        # the header's size is checked before a single pixel is decoded
+        if width * height > limits.max_image_pixels:
+            raise MediaTooLarge(f"{width}x{height} is over the {limits.max_image_pixels}-pixel limit")
+        if getattr(img, "n_frames", 1) > 1 and fmt in ("GIF", "WEBP", "PNG"):
+            from .av import animated_image_to_video
+
+            return [animated_image_to_video(data, digest, limits)]
+        if fmt == "JPEG":  # let libjpeg decode at a reduced scale when we downscale anyway
+            scale = min(1.0, (limits.image_pixel_budget / (width * height)) ** 0.5)
+            img.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
+        img.load()
+        rgb = _to_rgb(ImageOps.exif_transpose(img) or img)
     return [DecodedImage(_fit(rgb, limits.image_pixel_budget), digest)]
 
 
 def _to_rgb(img: PILImage.Image) -> PILImage.Image:
     from PIL import Image as PILImage
 
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+    if img.mode.startswith("I") or img.mode == "F":
         import numpy as np
 
-        arr = np.asarray(img, dtype=np.float32)
-        hi = float(arr.max()) or 1.0
-        img = PILImage.fromarray((arr / hi * 255.0).clip(0, 255).astype("uint8"), "L")
+        # 16-bit samples keep their brightness (65535 -> 255); data with no fixed range stretch
+        arr = np.asarray(img, dtype=np.float64)
+        peak = float(arr.max(initial=0.0))
+        full = 65535.0 if img.mode.startswith("I;16") or 255 < peak <= 65535 else 255.0
+        full = max(peak, 1.0) if img.mode == "F" or peak > 65535 else full
+        img = PILImage.fromarray((arr / full * 255.0).clip(0, 255).astype("uint8"), "L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = img.convert("RGBA")
         background = PILImage.new("RGBA", img.size, (255, 255, 255, 255))
@@ -363,13 +436,23 @@ def _to_rgb(img: PILImage.Image) -> PILImage.Image:
     return img.convert("RGB") if img.mode != "RGB" else img.copy()
 
 
+#: Qwen's vision processor refuses aspect ratios past 200:1; thinner images are padded to this
+MAX_ASPECT = 150
+
+
 def _fit(img: PILImage.Image, budget: int) -> PILImage.Image:
+    """Pad a sliver to MAX_ASPECT, then downscale to at most ``budget`` pixels."""
+    from PIL import Image as PILImage
+
     w, h = img.size
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        side = -(-max(w, h) // MAX_ASPECT)
+        canvas = PILImage.new("RGB", (max(w, side), max(h, side)), (255, 255, 255))
+        canvas.paste(img)
+        img, (w, h) = canvas, canvas.size
     if w * h <= budget:
         return img
     scale = (budget / (w * h)) ** 0.5
-    from PIL import Image as PILImage
-
     return img.resize((max(1, int(w * scale)), max(1, int(h * scale))), PILImage.Resampling.BICUBIC)
 
 

@@ -37,6 +37,11 @@ def _url_of(value: Any, key: str, index: int) -> str:
         value = value.get("url")
     if not isinstance(value, str) or not value:
         raise ContentError(f"part #{index} ({key}) needs a url")
+    # the wire format names data: URIs and http(s) URLs only; a bare string could be read as a
+    # local file path, which a server must never let a client do
+    head = value.lstrip()[:8].lower()
+    if not (head.startswith("data:") or head.startswith("http://") or head.startswith("https://")):
+        raise ContentError(f"part #{index} ({key}) url must be a data: URI or an http(s) URL")
     return value
 
 
@@ -57,8 +62,11 @@ def _part(part: Any, index: int) -> Part:
         audio = part.get("input_audio")
         if not isinstance(audio, Mapping) or not isinstance(audio.get("data"), str):
             raise ContentError(f"part #{index} (input_audio) needs input_audio.data (base64)")
-        fmt = audio.get("format")
-        return Audio(audio["data"], mime_type=f"audio/{fmt}" if fmt else None)
+        fmt = str(audio.get("format") or "wav").lower()
+        if not fmt.isalnum():
+            raise ContentError(f"part #{index} (input_audio) has an invalid format {fmt!r}")
+        # as a data: URI, so the base64 can never be taken for a file path
+        return Audio(f"data:audio/{fmt};base64,{audio['data']}", mime_type=f"audio/{fmt}")
     if kind == "audio_url":
         return Audio(_url_of(part.get("audio_url"), kind, index))
     if kind == "video_url":

@@ -19,6 +19,7 @@ import os
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,13 @@ class TransformersBackend:
         self.verdict_max_new_tokens = VERDICT_MAX_NEW_TOKENS
         #: benchmarks on random weights: run every critique to max_new_tokens
         self.ignore_eos = False
+        #: verdict mode decides the label in one forward pass and generates only for unsafe rows
+        self.label_first = True
+        #: benchmarks on random weights: take the likelier of safe/unsafe as the label even when
+        #: neither is the arg-max (a trained checkpoint always puts one of them on top)
+        self.label_from_pair = False
+        #: prompt lengths of the last batch (benchmarks compute the prefill floor from them)
+        self.last_prompt_tokens: list[int] = []
         self._lock = threading.Lock()  # generate may be called from tools outside the batcher
 
     # ------------------------------------------------------------------ loading
@@ -207,14 +215,75 @@ class TransformersBackend:
         import torch
 
         mode = requests[0].mode
+        batch = self._batch(requests)
+        self.last_prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
+        with torch.inference_mode():
+            if mode == "score":
+                return self._score(requests, batch)
+            if mode == "verdict" and self.label_first:
+                return self._verdict(requests, batch)
+            return self._decode(requests, batch, mode)
+
+    def _verdict(self, requests: list[GenerationRequest], batch: Any) -> list[GenerationResult]:
+        """Label first: one forward pass decides safe/unsafe for the whole batch; only rows whose
+        label is unsafe (or not a label at all) go on to generate their Categories line.
+
+        Greedy decoding picks the arg-max token, so a row whose arg-max is the first token of
+        " safe" is exactly what greedy generation would label safe, without generating.
+        """
+        import torch
+
+        prefix = requests[0].prefix
+        label = self._label_tokens(prefix) if all(r.prefix == prefix for r in requests) else None
+        if label is None:
+            return self._decode(requests, batch, "verdict")
+        safe_id, unsafe_id = label
+        try:
+            out = self.model(**batch, use_cache=False, logits_to_keep=1)
+        except TypeError:  # older signatures
+            out = self.model(**batch, use_cache=False)
+        logits = out.logits[:, -1, :].float()
+        p_unsafe = torch.softmax(torch.stack([logits[:, safe_id], logits[:, unsafe_id]], -1), -1)[:, 1].tolist()
+        top = logits.argmax(dim=-1).tolist()
+        results: list[GenerationResult | None] = [None] * len(requests)
+        go_on: list[int] = []
+        fallback: list[int] = []
+        for i, (req, best, p) in enumerate(zip(requests, top, p_unsafe)):
+            is_safe = p < 0.5 if self.label_from_pair else best == safe_id
+            is_unsafe = p >= 0.5 if self.label_from_pair else best == unsafe_id
+            if is_safe:
+                results[i] = GenerationResult(text=f"{req.prefix} safe", score=p, new_tokens=1)
+            elif is_unsafe:
+                go_on.append(i)
+            else:
+                fallback.append(i)
+        if go_on:
+            cont = [replace(requests[i], prefix=f"{requests[i].prefix} unsafe") for i in go_on]
+            for i, res in zip(go_on, self._decode(cont, self._batch(cont), "verdict")):
+                results[i] = replace(res, score=p_unsafe[i], new_tokens=res.new_tokens + 1)
+        if fallback:
+            rest = [requests[i] for i in fallback]
+            for i, res in zip(fallback, self._decode(rest, self._batch(rest), "verdict")):
+                results[i] = res
+        return results  # type: ignore[return-value]
+
+    def _batch(self, requests: list[GenerationRequest]) -> Any:
+        import torch
+
         batch = self.encode(requests).to(self.device)
         for key, value in batch.items():
             if torch.is_floating_point(value):
                 batch[key] = value.to(self.model.dtype)
-        with torch.inference_mode():
-            if mode == "score":
-                return self._score(requests, batch)
-            return self._decode(requests, batch, mode)
+        return batch
+
+    def _label_tokens(self, prefix: str) -> tuple[int, int] | None:
+        """(first token of " safe", of " unsafe") right after ``prefix``, or None when the
+        tokenizer shares tokens between them (then the generic path runs)."""
+        try:
+            forced, safe_id, unsafe_id = self._score_tokens(prefix)
+        except BackendError:
+            return None
+        return None if forced else (safe_id, unsafe_id)
 
     def _decode(self, requests: list[GenerationRequest], batch: Any, mode: str) -> list[GenerationResult]:
         from transformers import StoppingCriteria, StoppingCriteriaList

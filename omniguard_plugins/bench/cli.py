@@ -47,8 +47,9 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
         from .random_model import build_random_backend
 
         backend = build_random_backend(arch, device=dev)
-        backend.verdict_max_new_tokens = 16  # random weights never finish a Categories line
+        backend.verdict_max_new_tokens = 8  # random weights never finish a Categories line ("\n- Categories: S1, S10")
         backend.ignore_eos = True
+        backend.label_from_pair = True  # random labels: about half the rows go on to generate categories
         label_model = f"random {arch}"
     else:
         if model is None:
@@ -84,6 +85,8 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
                                      on_progress=click.echo))
         for mode in _csv(modes):
             for conc in [int(c) for c in _csv(concurrency)]:
+                if mode == "critique" and conc == 1 and naive:
+                    continue  # the naive run is batch-1 critique already
                 if over_budget():
                     click.echo(f"# skipped {workload}/{mode}/c{conc}: over --budget-s")
                     continue
@@ -110,6 +113,7 @@ def _device_name(dev: str) -> str:
 
 def _print_ratios(results: list[Any], tflops: float | None, backend: Any) -> None:
     naive = {r.workload: r for r in results if r.label.startswith("naive")}
+    llm_params = sum(p.numel() for n, p in backend.model.named_parameters() if "visual" not in n and "audio_tower" not in n)
     click.echo("\n# ratios (same run)")
     for r in results:
         if r.label.startswith("naive"):
@@ -118,10 +122,7 @@ def _print_ratios(results: list[Any], tflops: float | None, backend: Any) -> Non
         if r.workload in naive and naive[r.workload].req_s:
             parts.append(f"x{r.req_s / naive[r.workload].req_s:.1f} vs naive")
         if tflops and r.extra.get("prompt_tokens"):
-            pass
+            floor = tflops * 1e12 / (2 * llm_params * r.extra["prompt_tokens"])
+            r.extra["prefill_floor_req_s"] = floor
+            parts.append(f"{r.req_s / floor:.0%} of the prefill floor ({floor:.0f} req/s at {r.extra['prompt_tokens']:.0f} tokens)")
         click.echo("  " + ", ".join(parts))
-    if tflops:
-        llm = sum(p.numel() for n, p in backend.model.named_parameters() if "visual" not in n and "audio_tower" not in n)
-        for tokens, name in ((550, "text"), (808, "text+image")):
-            floor = tflops * 1e12 / (2 * llm * tokens)
-            click.echo(f"  prefill floor {name} (~{tokens} tokens): {floor:.0f} req/s")

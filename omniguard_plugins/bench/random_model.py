@@ -38,7 +38,8 @@ def build_random_backend(arch: str, *, device: str = "cuda", dtype: str = "auto"
         raise ValueError(f"unknown arch {arch!r}; one of {', '.join(ARCHS)}")
     spec = ARCHS[arch]
     corpus = [p for _, p, _ in _examples(300, 1)] + [a for _, _, a in _examples(300, 2)]
-    tok = _build_tokenizer(corpus, 4096)
+    # no template tokens: prompts must be as long as the published tokenizer makes them
+    tok = _build_tokenizer(corpus, 4096, template_tokens=False)
     processor = Qwen2_5OmniProcessor(
         image_processor=Qwen2VLImageProcessor(size={"shortest_edge": 3136, "longest_edge": 12845056},
                                               patch_size=14, temporal_patch_size=2, merge_size=2),

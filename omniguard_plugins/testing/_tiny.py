@@ -28,7 +28,7 @@ __all__ = ["TINY_TRIGGERS", "build_tiny_checkpoint", "tiny_checkpoint"]
 #: trigger word -> the category the tiny model answers with
 TINY_TRIGGERS: dict[str, str] = {"bomb": "S9", "kill": "S1", "steal": "S2", "suicide": "S11"}
 
-_VERSION = "6"  # bump when the recipe changes, so cached checkpoints are rebuilt
+_VERSION = "7"  # bump when the recipe changes, so cached checkpoints are rebuilt
 
 SPECIALS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>",
@@ -74,7 +74,7 @@ _SAFE_CRITIQUE = "The conversation is harmless and violates no category."
 
 
 def _sentence(rng: random.Random, trigger: str | None) -> str:
-    words = [rng.choice(_WORDS) for _ in range(rng.randint(4, 12))]
+    words = [rng.choice(_WORDS) for _ in range(rng.randint(2, 24))]
     if trigger:
         words.insert(rng.randint(0, len(words)), trigger)
     return " ".join(words)
@@ -132,7 +132,26 @@ def _template_chunks() -> list[str]:
     return [p for p in pieces if p.strip()]
 
 
-def _build_tokenizer(corpus: list[str], vocab_size: int):
+def _image_only_examples(n: int, seed: int) -> list[tuple[str, str, tuple[int, int, int]]]:
+    """Image-only checks (the image-only template): a mostly red image is unsafe (S1)."""
+    from ..content import Conversation, Image
+    from ..policy import Policy
+    from ..prompt import render
+
+    rng = random.Random(seed)
+    prompt = render(Conversation.of(user=[Image(b"placeholder")]), Policy(), "input").text
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.5:
+            rgb = (rng.randint(170, 255), rng.randint(0, 70), rng.randint(0, 70))
+            out.append((prompt, _answer(["S1"]), rgb))
+        else:
+            rgb = (rng.randint(0, 255), rng.randint(90, 255), rng.randint(0, 255))
+            out.append((prompt, _answer([]), rgb))
+    return out
+
+
+def _build_tokenizer(corpus: list[str], vocab_size: int, *, template_tokens: bool = True):
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2Tokenizer
 
@@ -144,7 +163,8 @@ def _build_tokenizer(corpus: list[str], vocab_size: int):
         trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS, show_progress=False,
                             initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
     )
-    bpe.add_tokens([AddedToken(chunk, normalized=False, special=False) for chunk in _template_chunks()])
+    if template_tokens:
+        bpe.add_tokens([AddedToken(chunk, normalized=False, special=False) for chunk in _template_chunks()])
     tok = Qwen2Tokenizer(
         tokenizer_object=bpe,
         eos_token="<|im_end|>",
@@ -183,7 +203,12 @@ def _build_processor(tok):
     )
 
 
-def _configs(tok, vocab_size: int):
+def _mrope(head_dim: int) -> list[int]:
+    half = head_dim // 2
+    return [half - 2 * (3 * half // 8), 3 * half // 8, 3 * half // 8]
+
+
+def _configs(tok, vocab_size: int, hidden: int = 64):
     from transformers import Qwen2_5OmniConfig
 
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIALS}
@@ -196,19 +221,19 @@ def _configs(tok, vocab_size: int):
     )
     thinker = dict(
         text_config=dict(
-            vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
-            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+            rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": _mrope(hidden // 4)},
             tie_word_embeddings=False, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
         ),
         vision_config=dict(
             depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14,
-            spatial_merge_size=2, temporal_patch_size=2, window_size=112, out_hidden_size=64,
+            spatial_merge_size=2, temporal_patch_size=2, window_size=112, out_hidden_size=hidden,
             fullatt_block_indexes=[1],
         ),
         audio_config=dict(
             num_mel_bins=128, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
-            d_model=32, output_dim=64, n_window=100, max_source_positions=1500,
+            d_model=32, output_dim=hidden, n_window=100, max_source_positions=1500,
         ),
         **tid,
     )
@@ -245,8 +270,8 @@ def _encode_batches(processor, examples, batch_size: int, label_weight: float, s
     batches = []
     for b in range(0, len(examples) - batch_size + 1, batch_size):
         chosen = examples[b : b + batch_size]
-        kind = ("image", "audio", None, None, None, None)[(b // batch_size) % 6]
-        texts, answers, images, audios = [], [], [], []
+        kind = ("image", "audio", "video", None, None, None)[(b // batch_size) % 6]
+        texts, answers, images, audios, videos = [], [], [], [], []
         for _, prompt, answer in chosen:
             content: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
             if kind == "image":
@@ -256,6 +281,10 @@ def _encode_batches(processor, examples, batch_size: int, label_weight: float, s
             elif kind == "audio":
                 content.append({"type": "audio"})
                 audios.append((np.random.RandomState(b).randn(4000) * 0.05).astype("float32"))
+            elif kind == "video":
+                content.append({"type": "video"})
+                shade = rng.randint(0, 255)
+                videos.append(np.full((2, 28, 28, 3), shade, dtype=np.uint8))
             chat = processor.apply_chat_template([{"role": "user", "content": content}],
                                                  add_generation_prompt=True, tokenize=False)
             texts.append(chat + answer + "<|im_end|>")
@@ -265,12 +294,42 @@ def _encode_batches(processor, examples, batch_size: int, label_weight: float, s
             kwargs["images"] = images
         if audios:
             kwargs["audio"] = audios
+        if videos:
+            kwargs["videos"] = videos
         enc = processor(**kwargs)
         weights = torch.zeros(enc["input_ids"].shape, dtype=torch.float32)
         for i, ans in enumerate(answers):
             n = len(tok(ans, add_special_tokens=False)["input_ids"])
             # the label and categories are what tests rely on: weigh them up, so the model
             # learns to look for the trigger, not only the format
+            head = len(tok(ans.split("\n- Assessment")[0], add_special_tokens=False)["input_ids"])
+            weights[i, -n:] = 1.0
+            weights[i, -n : -n + head] = label_weight
+        batches.append((enc, weights))
+    return batches + _encode_image_only(processor, batch_size, label_weight, seed)
+
+
+def _encode_image_only(processor, batch_size: int, label_weight: float, seed: int) -> list[tuple[Any, Any]]:
+    import torch
+    from PIL import Image
+
+    tok = processor.tokenizer
+    examples = _image_only_examples(batch_size * 16, seed)
+    batches = []
+    for b in range(0, len(examples), batch_size):
+        chosen = examples[b : b + batch_size]
+        texts, answers, images = [], [], []
+        for prompt, answer, rgb in chosen:
+            chat = processor.apply_chat_template(
+                [{"role": "user", "content": [{"type": "text", "text": prompt}, {"type": "image"}]}],
+                add_generation_prompt=True, tokenize=False)
+            texts.append(chat + answer + "<|im_end|>")
+            answers.append(answer + "<|im_end|>")
+            images.append(Image.new("RGB", (28 * (1 + b % 3), 28), rgb))
+        enc = processor(text=texts, images=images, return_tensors="pt", padding=True)
+        weights = torch.zeros(enc["input_ids"].shape, dtype=torch.float32)
+        for i, ans in enumerate(answers):
+            n = len(tok(ans, add_special_tokens=False)["input_ids"])
             head = len(tok(ans.split("\n- Assessment")[0], add_special_tokens=False)["input_ids"])
             weights[i, -n:] = 1.0
             weights[i, -n : -n + head] = label_weight
@@ -302,7 +361,9 @@ def _train(thinker, processor, examples, steps: int, seed: int, label_weight: fl
     thinker.eval()
 
 
-def build_tiny_checkpoint(path: str | os.PathLike[str], *, train: bool = True, steps: int = 500, seed: int = 0) -> Path:
+def build_tiny_checkpoint(
+    path: str | os.PathLike[str], *, train: bool = True, steps: int = 700, seed: int = 0, hidden: int = 64
+) -> Path:
     """Write a tiny OmniGuard-shaped checkpoint to ``path`` and return it.
 
     ``train=False`` gives random weights (plumbing only: output is noise and parses as
@@ -321,7 +382,7 @@ def build_tiny_checkpoint(path: str | os.PathLike[str], *, train: bool = True, s
     corpus += ["You are a helpful assistant.", "system", "user", "assistant", "User: ", "Agent: "] * 20
     tok = _build_tokenizer(corpus, 1024)
     processor = _build_processor(tok)
-    config = _configs(tok, len(tok))
+    config = _configs(tok, len(tok), hidden)
     thinker = Qwen2_5OmniThinkerForConditionalGeneration._from_config(config.thinker_config)
     if train:
         with torch.inference_mode(False):

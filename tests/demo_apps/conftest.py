@@ -1,0 +1,55 @@
+"""Fixtures for the demo apps: a scripted judge (the tiny model's trigger words and red images
+are unsafe), the echo agent without its typing delay, and omni_chat built on them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from omniguard_plugins import OmniGuard
+from omniguard_plugins.testing import TINY_TRIGGERS, keyword_handler, scripted_judge
+
+_words = keyword_handler(dict(TINY_TRIGGERS), critique="It asks for help with a weapon or a crime.")
+RED_IMAGE = "- Safety Assessment: unsafe\n- Categories: S1\n- Assessment: The image shows graphic violence."
+
+
+def red_or_words(prompt: str, media: list) -> str:
+    """Mostly-red images are unsafe (S1) whatever the text says; else the tiny model's trigger words."""
+    for item in media:
+        if item.kind == "image":
+            r, g, b = np.asarray(item.image.convert("RGB"), dtype=float).reshape(-1, 3).mean(axis=0)
+            if r > 150 and g < 100 and b < 100:
+                return RED_IMAGE
+    return _words(prompt, media)
+
+
+@pytest.fixture
+def judge() -> Iterator[OmniGuard]:
+    with scripted_judge(red_or_words, cache_size=0) as j:
+        yield j
+
+
+@pytest.fixture
+def red_png(tmp_path: Path) -> Path:
+    path = tmp_path / "red.png"
+    Image.new("RGB", (48, 32), (220, 20, 20)).save(path)
+    return path
+
+
+@pytest.fixture
+def echo_agent():
+    from demo_apps.omni_chat import Agent, EchoChatModel
+
+    return Agent(EchoChatModel(delay_s=0), "local echo agent")
+
+
+@pytest.fixture
+def chat_app(judge: OmniGuard, echo_agent):
+    """omni_chat on the scripted judge, as ``create_app(judge=...)`` builds it."""
+    from demo_apps.omni_chat import create_app
+
+    return create_app(judge, banner="SCRIPTED JUDGE: verdicts are not real", agent=echo_agent)
