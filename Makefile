@@ -39,6 +39,7 @@ demo-cli: install
 	$(BIN)/omniguard demo
 
 bench: install
+	$(BIN)/python bench/adapter_overhead.py
 	$(BIN)/omniguard bench --workloads text,image --modes verdict,score,critique --concurrency 1,8 --requests 16 --critique-tokens 48
 
 clean:

@@ -28,7 +28,7 @@ __all__ = ["TINY_TRIGGERS", "build_tiny_checkpoint", "tiny_checkpoint"]
 #: trigger word -> the category the tiny model answers with
 TINY_TRIGGERS: dict[str, str] = {"bomb": "S9", "kill": "S1", "steal": "S2", "suicide": "S11"}
 
-_VERSION = "7"  # bump when the recipe changes, so cached checkpoints are rebuilt
+_VERSION = "8"  # bump when the recipe changes, so cached checkpoints are rebuilt
 
 SPECIALS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>",
@@ -274,17 +274,21 @@ def _encode_batches(processor, examples, batch_size: int, label_weight: float, s
         texts, answers, images, audios, videos = [], [], [], [], []
         for _, prompt, answer in chosen:
             content: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
+            # media of varied sizes, so real files (seconds of sound, a few frames) look familiar
+            side = rng.choice((28, 56, 84, 112))
             if kind == "image":
                 content.append({"type": "image"})
                 shade = rng.randint(0, 255)
-                images.append(Image.new("RGB", (28, 28), (shade, 255 - shade, 128)))
+                images.append(Image.new("RGB", (side, rng.choice((28, 56, 84))), (shade, 255 - shade, 128)))
             elif kind == "audio":
                 content.append({"type": "audio"})
-                audios.append((np.random.RandomState(b).randn(4000) * 0.05).astype("float32"))
+                seconds = rng.uniform(0.3, 4.0)
+                t = np.arange(int(seconds * 16000)) / 16000
+                audios.append((0.2 * np.sin(2 * np.pi * rng.uniform(100, 900) * t)).astype("float32"))
             elif kind == "video":
                 content.append({"type": "video"})
-                shade = rng.randint(0, 255)
-                videos.append(np.full((2, 28, 28, 3), shade, dtype=np.uint8))
+                frames = np.random.RandomState(b).randint(0, 255, (rng.choice((2, 4, 6)), side, side, 3))
+                videos.append(frames.astype(np.uint8))
             chat = processor.apply_chat_template([{"role": "user", "content": content}],
                                                  add_generation_prompt=True, tokenize=False)
             texts.append(chat + answer + "<|im_end|>")
