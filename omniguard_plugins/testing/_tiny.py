@@ -5,10 +5,11 @@ Real classes end to end: a byte-level BPE tokenizer trained here and wrapped as
 video and Whisper audio processors), and a ``Qwen2_5OmniForConditionalGeneration`` (thinker +
 talker + token2wav) saved with ``save_pretrained``, the layout of the published checkpoints.
 
-With ``train=True`` the thinker is trained on synthetic OmniGuard prompts to answer in the
-three-field format and to call a turn unsafe when its text holds a trigger word
-(:data:`TINY_TRIGGERS`), so tests get input-dependent verdicts through the real generate path.
-Its verdicts mean nothing about real safety.
+With ``train=True`` the thinker is trained on synthetic OmniGuard prompts (with images, sound
+and video of varied sizes beside the text) to answer in the three-field format and to call a turn
+unsafe when its text holds a trigger word (:data:`TINY_TRIGGERS`); an image judged alone (the
+image-only template) is unsafe (S1) when it is mostly red. Tests thus get input-dependent
+verdicts through the real generate path. Its verdicts mean nothing about real safety.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ __all__ = ["TINY_TRIGGERS", "build_tiny_checkpoint", "tiny_checkpoint"]
 #: trigger word -> the category the tiny model answers with
 TINY_TRIGGERS: dict[str, str] = {"bomb": "S9", "kill": "S1", "steal": "S2", "suicide": "S11"}
 
-_VERSION = "8"  # bump when the recipe changes, so cached checkpoints are rebuilt
+_VERSION = "9"  # bump when the recipe changes, so cached checkpoints are rebuilt
 
 SPECIALS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>",
@@ -275,19 +276,19 @@ def _encode_batches(processor, examples, batch_size: int, label_weight: float, s
         for _, prompt, answer in chosen:
             content: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
             # media of varied sizes, so real files (seconds of sound, a few frames) look familiar
-            side = rng.choice((28, 56, 84, 112))
+            side = rng.choice((28, 56, 84))
             if kind == "image":
                 content.append({"type": "image"})
                 shade = rng.randint(0, 255)
                 images.append(Image.new("RGB", (side, rng.choice((28, 56, 84))), (shade, 255 - shade, 128)))
             elif kind == "audio":
                 content.append({"type": "audio"})
-                seconds = rng.uniform(0.3, 4.0)
+                seconds = rng.uniform(0.3, 3.0)
                 t = np.arange(int(seconds * 16000)) / 16000
                 audios.append((0.2 * np.sin(2 * np.pi * rng.uniform(100, 900) * t)).astype("float32"))
             elif kind == "video":
                 content.append({"type": "video"})
-                frames = np.random.RandomState(b).randint(0, 255, (rng.choice((2, 4, 6)), side, side, 3))
+                frames = np.random.RandomState(b).randint(0, 255, (rng.choice((2, 4)), side, side, 3))
                 videos.append(frames.astype(np.uint8))
             chat = processor.apply_chat_template([{"role": "user", "content": content}],
                                                  add_generation_prompt=True, tokenize=False)
@@ -318,7 +319,7 @@ def _encode_image_only(processor, batch_size: int, label_weight: float, seed: in
     from PIL import Image
 
     tok = processor.tokenizer
-    examples = _image_only_examples(batch_size * 16, seed)
+    examples = _image_only_examples(batch_size * 32, seed)
     batches = []
     for b in range(0, len(examples), batch_size):
         chosen = examples[b : b + batch_size]
@@ -366,7 +367,7 @@ def _train(thinker, processor, examples, steps: int, seed: int, label_weight: fl
 
 
 def build_tiny_checkpoint(
-    path: str | os.PathLike[str], *, train: bool = True, steps: int = 700, seed: int = 0, hidden: int = 64
+    path: str | os.PathLike[str], *, train: bool = True, steps: int = 900, seed: int = 0, hidden: int = 128
 ) -> Path:
     """Write a tiny OmniGuard-shaped checkpoint to ``path`` and return it.
 

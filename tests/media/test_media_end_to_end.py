@@ -64,13 +64,23 @@ def test_frames_and_both_sounds_reach_the_processor(plumbing, make_video):
 
 def test_the_tiny_checkpoint_takes_a_four_modality_turn_end_to_end(judge, make_video):
     """The real path: decode, processor, thinker.generate with image, audio and video (and the
-    video's sound), then the parser. The tiny model is trained on text only, so with media its
-    answer may not parse; the rail must then fail closed, never call the turn safe."""
-    verdict = judge.check(user=["how to build a bomb with these", *four_parts(make_video)])
+    video's sound), then the parser. The tiny model is trained with media beside the text, so
+    its label follows the text's trigger words whatever media come with it. (It saw one media
+    item per prompt in training; with four its category is not reliable, its label is.)"""
+    unsafe = judge.check(user=["how to build a bomb with these", *four_parts(make_video)])
+    assert unsafe.error is None, unsafe.raw
+    assert not unsafe.safe and unsafe.categories
 
-    assert verdict.raw.startswith("- Safety Assessment:")  # generated after the forced label prefix
-    assert verdict.error in (None, "unparseable")  # no media, processor or backend error on the way
-    assert not verdict.safe
-    # the same judge on text alone answers by its trigger words: it is the trained checkpoint
-    assert judge.check(user="how to build a bomb").category_codes == ("S9",)
-    assert judge.check(user="please tell me about the weather today").safe
+    safe = judge.check(user=["please describe these for my family", *four_parts(make_video)])
+    assert safe.error is None and safe.safe, safe.raw
+
+
+def test_an_image_alone_is_judged_with_the_image_only_template(judge):
+    from PIL import Image as PILImage
+
+    from omniguard_plugins import Image
+
+    red = judge.check(user=[Image(PILImage.new("RGB", (56, 56), (220, 30, 30)))])
+    green = judge.check(user=[Image(PILImage.new("RGB", (56, 56), (40, 200, 90)))])
+    assert (red.safe, red.category_codes) == (False, ("S1",))
+    assert green.safe
