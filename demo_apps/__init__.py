@@ -10,3 +10,8 @@ Each app judges with ``OMNIGUARD_URL`` (a running ``omniguard serve``) or ``OMNI
 and, where no model can be had, with the tiny plumbing checkpoint under a banner that its
 verdicts are not real (:func:`omniguard_plugins.demo.demo_judge`).
 """
+
+import os as _os
+
+# the apps show their own output; transformers' config warnings are noise to a demo's user
+_os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -24,18 +24,8 @@ from typing import Any
 import numpy as np
 
 from .errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMedia
-from .media import (
-    DecodedAudio,
-    DecodedMedia,
-    DecodedVideo,
-    MediaLimits,
-    _first_line,
-    _fit,
-    _to_rgb,
-    open_image,
-    pil_errors,
-    sniff_mime,
-)
+from .images import first_line, fit_pixels, open_image, pil_errors, to_rgb
+from .media import DecodedAudio, DecodedMedia, DecodedVideo, MediaLimits, sniff_mime
 
 __all__ = ["SAMPLE_RATE", "animated_image_to_video", "decode_audio_bytes", "decode_video_bytes", "pcm_to_float"]
 
@@ -123,7 +113,7 @@ def _wav_to_float(wav: bytes) -> np.ndarray:
     try:
         seg = AudioSegment.from_wav(io.BytesIO(bytes(buf)))
     except Exception as exc:  # noqa: BLE001 - pydub raises several types for a bad header
-        raise CorruptMedia(f"decoded audio is not readable WAV ({_first_line(exc)})") from None
+        raise CorruptMedia(f"decoded audio is not readable WAV ({first_line(exc)})") from None
     return pcm_to_float(seg.raw_data, seg.sample_width, seg.channels)
 
 
@@ -200,7 +190,7 @@ def decode_video_bytes(data: bytes, digest: str, limits: MediaLimits) -> list[De
             has_sound = bool(container.streams.audio)
             frames, fps = _sample_frames(container, container.streams.video[0], limits)
     except av.FFmpegError as exc:
-        raise CorruptMedia(f"video does not decode ({getattr(exc, 'strerror', None) or _first_line(exc)})") from None
+        raise CorruptMedia(f"video does not decode ({getattr(exc, 'strerror', None) or first_line(exc)})") from None
     out: list[DecodedMedia] = [DecodedVideo(_even(frames), fps, digest)]
     if has_sound:
         sound_digest = hashlib.sha256(f"{digest}:sound".encode()).hexdigest()
@@ -343,5 +333,5 @@ def animated_image_to_video(data: bytes, digest: str, limits: MediaLimits) -> De
             for t in times:
                 img.seek(max(0, bisect.bisect_right(starts, t) - 1))
                 img.load()
-                frames.append(np.asarray(_fit(_to_rgb(img), limits.video_pixel_budget), dtype=np.uint8))
+                frames.append(np.asarray(fit_pixels(to_rgb(img), limits.video_pixel_budget), dtype=np.uint8))
     return DecodedVideo(_even(frames), fps, digest)

@@ -37,6 +37,10 @@ def _judge_settings(model: str | None, url: str | None, device: str | None, on_e
 @click.version_option(package_name="omniguard-plugins")
 def main() -> None:
     """OmniGuard: one omni-modal guard judge for text, images, audio and video."""
+    # a command-line tool shows its own output, not transformers' config chatter
+    import os
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 @main.command()

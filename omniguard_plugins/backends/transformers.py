@@ -108,7 +108,7 @@ class TransformersBackend:
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike[str], *, device: str = "auto", dtype: str = "auto") -> TransformersBackend:
         try:
-            import torch
+            import torch  # noqa: F401 - fail here, with the install hint, not deep inside transformers
             from transformers import Qwen2_5OmniProcessor, Qwen2_5OmniThinkerForConditionalGeneration
         except ImportError as exc:
             raise ModelLoadError(
