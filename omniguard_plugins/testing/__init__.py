@@ -11,13 +11,14 @@
 
 from __future__ import annotations
 
-from ._scripted import ScriptedBackend, keyword_handler, scripted_judge
+from ._scripted import ScriptedBackend, is_mostly_red, keyword_handler, scripted_judge
 from ._tiny import TINY_TRIGGERS, build_tiny_checkpoint, tiny_checkpoint  # noqa: E402
 
 __all__ = [
     "TINY_TRIGGERS",
     "ScriptedBackend",
     "build_tiny_checkpoint",
+    "is_mostly_red",
     "keyword_handler",
     "scripted_judge",
     "tiny_checkpoint",

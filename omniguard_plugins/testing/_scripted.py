@@ -12,7 +12,7 @@ from ..media import DecodedMedia
 from ..verdict import parse_output, truncate_to_verdict
 from ..policy import Policy
 
-__all__ = ["ScriptedBackend", "keyword_handler", "scripted_judge"]
+__all__ = ["ScriptedBackend", "is_mostly_red", "keyword_handler", "scripted_judge"]
 
 Handler = Callable[[str, list[DecodedMedia]], str]
 
@@ -70,19 +70,39 @@ class ScriptedBackend:
         pass
 
 
+def is_mostly_red(item: DecodedMedia) -> bool:
+    """Whether a decoded image (or any video frame) is mostly red: the stand-in for an unsafe
+    picture in tests, the same rule the tiny checkpoint learned for images judged alone."""
+    import numpy as np
+
+    if item.kind == "image":
+        pixels = np.asarray(item.image.convert("RGB"), dtype=float).reshape(-1, 3)  # type: ignore[union-attr]
+    elif item.kind == "video":
+        pixels = np.asarray(item.frames, dtype=float).reshape(-1, 3)  # type: ignore[union-attr]
+    else:
+        return False
+    r, g, b = pixels.mean(axis=0)
+    return bool(r > 150 and g < 100 and b < 100)
+
+
 def keyword_handler(
     unsafe: dict[str, str] | Iterable[str],
     *,
     critique: str = "The content violates the policy.",
+    red_images: bool = False,
+    image_critique: str = "The image shows graphic violence.",
 ) -> Handler:
     """A handler that calls text unsafe when it contains a keyword (case-insensitive).
 
     ``unsafe`` maps keyword -> category code (``{"bomb": "S9"}``), or is a list of keywords
     (category S1). Only the conversation part of the prompt is searched, not the policy text.
+    With ``red_images=True`` a mostly red image or video is unsafe (S1) whatever the text says.
     """
     table = dict(unsafe) if isinstance(unsafe, dict) else {k: "S1" for k in unsafe}
 
     def handler(prompt: str, media: list[DecodedMedia]) -> str:
+        if red_images and any(is_mostly_red(m) for m in media):
+            return f"- Safety Assessment: unsafe\n- Categories: S1\n- Assessment: {image_critique}"
         convo = prompt.split("<BEGIN CONVERSATION>", 1)[-1].split("<END CONVERSATION>", 1)[0].lower()
         hits = sorted({code for word, code in table.items() if word.lower() in convo}, key=lambda c: int(c[1:]))
         if hits:

@@ -6,25 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.testing import TINY_TRIGGERS, keyword_handler, scripted_judge
 
-_words = keyword_handler(dict(TINY_TRIGGERS), critique="It asks for help with a weapon or a crime.")
 RED_IMAGE = "- Safety Assessment: unsafe\n- Categories: S1\n- Assessment: The image shows graphic violence."
-
-
-def red_or_words(prompt: str, media: list) -> str:
-    """Mostly-red images are unsafe (S1) whatever the text says; else the tiny model's trigger words."""
-    for item in media:
-        if item.kind == "image":
-            r, g, b = np.asarray(item.image.convert("RGB"), dtype=float).reshape(-1, 3).mean(axis=0)
-            if r > 150 and g < 100 and b < 100:
-                return RED_IMAGE
-    return _words(prompt, media)
+#: mostly-red images are unsafe (S1) whatever the text says; else the tiny model's trigger words
+red_or_words = keyword_handler(dict(TINY_TRIGGERS), critique="It asks for help with a weapon or a crime.",
+                               red_images=True)
 
 
 @pytest.fixture

@@ -21,16 +21,10 @@ from PIL import Image
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.testing import keyword_handler, scripted_judge
 
-_keywords = keyword_handler({"bomb": "S9"}, critique="It explains how to build a weapon.")
 UNSAFE_IMAGE = "- Safety Assessment: unsafe\n- Categories: S1\n- Assessment: A violent image."
-
-def red_is_unsafe(prompt: str, media: list) -> str:
-    for item in media:
-        if item.kind == "image":
-            r, g, b = np.asarray(item.image.convert("RGB"), dtype=float).reshape(-1, 3).mean(axis=0)
-            if r > 150 and g < 100 and b < 100:
-                return UNSAFE_IMAGE
-    return _keywords(prompt, media)
+#: text with "bomb" is unsafe (S9); a mostly red image is unsafe (S1)
+red_is_unsafe = keyword_handler({"bomb": "S9"}, critique="It explains how to build a weapon.", red_images=True,
+                                image_critique="A violent image.")
 
 @pytest.fixture
 def judge():

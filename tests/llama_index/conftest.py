@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 from llama_index.core import VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
@@ -16,18 +15,9 @@ from PIL import Image
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.testing import keyword_handler, scripted_judge
 
-_keywords = keyword_handler({"bomb": "S9"})
 UNSAFE_IMAGE = "- Safety Assessment: unsafe\n- Categories: S1\n- Assessment: A violent image."
-
-
-def red_is_unsafe(prompt: str, media: list) -> str:
-    """Text: unsafe when it mentions a bomb. Images: unsafe when mostly red."""
-    for item in media:
-        if item.kind == "image":
-            r, g, b = np.asarray(item.image.convert("RGB"), dtype=float).reshape(-1, 3).mean(axis=0)
-            if r > 150 and g < 100 and b < 100:
-                return UNSAFE_IMAGE
-    return _keywords(prompt, media)
+#: text: unsafe when it mentions a bomb; images: unsafe when mostly red
+red_is_unsafe = keyword_handler({"bomb": "S9"}, red_images=True, image_critique="A violent image.")
 
 
 @pytest.fixture
