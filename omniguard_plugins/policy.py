@@ -90,8 +90,13 @@ class Policy:
         return iter(self.categories)
 
     def render(self) -> str:
-        """The ``{policies}`` block of the prompt: ``S{i}: {name}\\n{description}`` per category."""
-        return "\n\n".join(f"{c.code}: {c.name}\n{c.description}".rstrip() for c in self.categories)
+        """The ``{policies}`` block of the prompt: ``S{i}: {name}\\n{description}`` per category.
+        Rendered once per policy: every check of every rail reuses it."""
+        cached = self.__dict__.get("_rendered")
+        if cached is None:
+            cached = "\n\n".join(f"{c.code}: {c.name}\n{c.description}".rstrip() for c in self.categories)
+            object.__setattr__(self, "_rendered", cached)
+        return cached
 
     def resolve(self, token: str) -> Category | None:
         """Map what the model wrote (``S1``, ``s1``, ``S1: Violent Crimes``, ``violent crimes``)
