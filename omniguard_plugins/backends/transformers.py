@@ -207,9 +207,16 @@ class TransformersBackend:
             kwargs["videos"] = videos
             kwargs["videos_kwargs"] = {"fps": fps[0]}
         try:
-            return self.processor(**kwargs)
+            batch = self.processor(**kwargs)
         except (ValueError, RuntimeError, TypeError, IndexError) as exc:
             raise BackendError(f"the processor rejected the request: {str(exc).splitlines()[0][:200]}") from exc
+        if videos and "video_second_per_grid" in batch:
+            # the processor takes one fps per call; each video keeps its own sampling rate
+            import torch
+
+            step = self.processor.video_processor.temporal_patch_size
+            batch["video_second_per_grid"] = torch.tensor([step / f for f in fps], dtype=torch.float32)
+        return batch
 
     def _run(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         import torch
