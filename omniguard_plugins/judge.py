@@ -278,6 +278,7 @@ class OmniGuard:
                     mode=spec.mode,
                     max_new_tokens=self.config.max_new_tokens,
                     prefix=LABEL_PREFIX,
+                    shared_prefix_chars=rendered.shared_prefix_chars,
                 )
                 for variant, _ in variants
             ]
@@ -299,6 +300,7 @@ class OmniGuard:
                 follow = GenerationRequest(
                     prompt=rendered.text, media=variants[index][0], mode="critique",
                     max_new_tokens=self.config.max_new_tokens, prefix=chosen.text.rstrip() + "\n",
+                    shared_prefix_chars=rendered.shared_prefix_chars,
                 )
                 explained = yield [follow]
                 extra = self._parse(explained.results[0], spec)

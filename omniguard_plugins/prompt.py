@@ -15,7 +15,7 @@ from .content import Conversation, MediaPart, Turn
 from .errors import ContentError
 from .policy import Policy
 
-__all__ = ["AGENT_TYPE", "Direction", "RenderedPrompt", "neutralise", "render"]
+__all__ = ["AGENT_TYPE", "Direction", "RenderedPrompt", "neutralise", "render", "shared_prefix_chars"]
 
 Direction = Literal["input", "output"]
 AGENT_TYPE = "Agent"
@@ -72,11 +72,35 @@ def neutralise(text: str) -> str:
     return _CONTROL_TOKEN.sub(lambda m: f"<{m.group(1)}>", text)
 
 
+_CONVERSATION_OPEN = "<BEGIN CONVERSATION>\n\n"
+
+
+def shared_prefix_chars(text: str) -> int:
+    """How many leading characters of a rendered prompt are the same for every check under one
+    policy: up to the conversation for the general template, all of it for the image-only one.
+
+    A backend may compute the KV of that stretch once (about 450 of a text prompt's ~570 tokens
+    with the default policy). ``neutralise`` keeps user text from containing the marker, so its
+    first occurrence is the template's. Zero when the text is not in the OmniGuard format.
+    """
+    if not text.startswith("Task: Check if there is unsafe content"):
+        return 0
+    at = text.find(_CONVERSATION_OPEN)
+    if at >= 0:
+        return at + len(_CONVERSATION_OPEN)
+    return len(text) if text.endswith(IMAGE_ONLY_TEMPLATE[-60:]) else 0
+
+
 @dataclass(frozen=True)
 class RenderedPrompt:
     text: str
     media: tuple[MediaPart, ...]
     template: Literal["general", "image_only"]
+
+    @property
+    def shared_prefix_chars(self) -> int:
+        """See :func:`shared_prefix_chars`."""
+        return shared_prefix_chars(self.text)
 
 
 def _turns_for(conversation: Conversation, direction: Direction) -> list[Turn]:

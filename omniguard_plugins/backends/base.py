@@ -31,6 +31,9 @@ class GenerationRequest:
     prefix: str = ""
     #: opaque id for logs and tests; not sent to the model
     request_id: str = field(default="")
+    #: leading characters of ``prompt`` shared by every check under the same policy (the policy
+    #: text); a backend may cache their KV across requests. 0: nothing known to be shared
+    shared_prefix_chars: int = 0
 
     @property
     def batch_key(self) -> tuple[str, int]:

@@ -1,25 +1,33 @@
 """In-process Qwen2.5-Omni *thinker* backend (GPU or CPU), batched and greedy.
 
 Only the thinker is loaded from a full OmniGuard checkpoint: the talker and token2wav would
-only cost memory (the guard answers in text). Requests of one mode share a left-padded batch:
+only cost memory (the guard answers in text). A batch is one prefill then a greedy decode loop
+of our own over the same KV cache:
 
-- ``verdict``: the answer is forced to start with ``- Safety Assessment:`` and each sequence
-  stops as soon as its Categories line is complete (a per-sequence stopping criterion).
+- The ~450 tokens of policy text every prompt starts with are prefilled once per policy and
+  their KV copied into each batch laid out as ``[policy | left-padded rest]``: a batch
+  computes only the conversation, the media and the answer prefix.
+- ``verdict``: the answer is forced to start with ``- Safety Assessment:``; the prefill's last
+  logits decide the label, and only rows not labelled safe decode on, each until its
+  Categories line is complete.
 - ``critique``: the full answer up to EOS or ``max_new_tokens``.
-- ``score``: one forward pass over prompt + forced prefix, logits of the last position only;
-  P(unsafe) = softmax over the first tokens where " safe" and " unsafe" differ.
+- ``score``: the prefill alone (logits of the last position only); P(unsafe) = softmax over
+  the first tokens where " safe" and " unsafe" differ.
 
 A CUDA out-of-memory error splits the batch in halves and retries, down to one request.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
 import os
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,8 +103,18 @@ class TransformersBackend:
         #: benchmarks on random weights: take the likelier of safe/unsafe as the label even when
         #: neither is the arg-max (a trained checkpoint always puts one of them on top)
         self.label_from_pair = False
-        #: prompt lengths of the last batch (benchmarks compute the prefill floor from them)
+        #: reuse the KV of the policy text shared by a batch's prompts (computed once per policy)
+        self.prefix_cache = True
+        self._prefix = _PrefixKV()
+        #: prompt lengths of the last generate call (benchmarks compute the prefill floor from them)
         self.last_prompt_tokens: list[int] = []
+        #: tokens the last generate call actually prefilled (each prompt less a reused prefix)
+        self.last_computed_tokens: list[int] = []
+        self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self._eos_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
+        # tokens that can end a line: only after one can a verdict's Categories line be complete
+        vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
+        self._newline_ids = frozenset(i for i, t in enumerate(vocab) if t and ("\n" in t or "\u010a" in t))
         self._lock = threading.Lock()  # generate may be called from tools outside the batcher
 
     # ------------------------------------------------------------------ loading
@@ -143,6 +161,7 @@ class TransformersBackend:
 
     def close(self) -> None:
         self.model = None
+        self._prefix.clear()
         try:
             import torch
 
@@ -157,6 +176,7 @@ class TransformersBackend:
         if self.model is None:
             raise BackendError("the backend is closed")
         with self._lock:
+            self.last_prompt_tokens, self.last_computed_tokens = [], []
             return self._generate_splitting(list(requests))
 
     def _generate_splitting(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
@@ -180,24 +200,15 @@ class TransformersBackend:
         videos: list[Any] = []
         fps: list[float] = []
         for req in requests:
-            content: list[dict[str, Any]] = [{"type": "text", "text": req.prompt}]
             for m in req.media:
                 if isinstance(m, DecodedImage):
-                    content.append({"type": "image"})
                     images.append(m.image)
                 elif isinstance(m, DecodedAudio):
-                    content.append({"type": "audio"})
                     audios.append(m.samples)
                 elif isinstance(m, DecodedVideo):
-                    content.append({"type": "video"})
                     videos.append(m.frames)
                     fps.append(m.fps)
-                else:  # pragma: no cover
-                    raise BackendError(f"unknown media {type(m).__name__}")
-            chat = self.processor.apply_chat_template(
-                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
-            )
-            texts.append(chat + req.prefix)
+            texts.append(self._chat_text(req) + req.prefix)
         kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
         if images:
             kwargs["images"] = images
@@ -218,70 +229,236 @@ class TransformersBackend:
             batch["video_second_per_grid"] = torch.tensor([step / f for f in fps], dtype=torch.float32)
         return batch
 
+    def _chat_text(self, req: GenerationRequest) -> str:
+        """The chat-templated prompt: the text, then one placeholder per media item."""
+        content: list[dict[str, Any]] = [{"type": "text", "text": req.prompt}]
+        for m in req.media:
+            if isinstance(m, DecodedImage):
+                content.append({"type": "image"})
+            elif isinstance(m, DecodedAudio):
+                content.append({"type": "audio"})
+            elif isinstance(m, DecodedVideo):
+                content.append({"type": "video"})
+            else:  # pragma: no cover
+                raise BackendError(f"unknown media {type(m).__name__}")
+        return self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+        )
+
     def _run(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Run requests in groups that share a policy prefix (and, for the label modes, an answer
+        prefix): usually one group, so one forward pass."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        for i, req in enumerate(requests):
+            shared = req.prompt[: req.shared_prefix_chars] if self.prefix_cache else ""
+            groups.setdefault((shared, req.prefix if req.mode != "critique" else ""), []).append(i)
+        if len(groups) == 1:
+            return self._run_group(requests)
+        results: list[GenerationResult | None] = [None] * len(requests)
+        for rows in groups.values():
+            for i, res in zip(rows, self._run_group([requests[i] for i in rows])):
+                results[i] = res
+        return results  # type: ignore[return-value]
+
+    def _run_group(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         import torch
 
         mode = requests[0].mode
-        batch = self._batch(requests)
-        self.last_prompt_tokens = batch["attention_mask"].sum(dim=1).tolist()
+        prefix = requests[0].prefix
         with torch.inference_mode():
             if mode == "score":
-                return self._score(requests, batch)
-            if mode == "verdict" and self.label_first:
-                return self._verdict(requests, batch)
-            return self._decode(requests, batch, mode)
+                forced, safe_id, unsafe_id = self._score_tokens(prefix)
+                state = self._prefill(requests, forced=forced, keep_cache=False)
+                p_unsafe = _pair_probability(state.logits, safe_id, unsafe_id)
+                return [
+                    GenerationResult(text=f"{r.prefix} {'unsafe' if p >= 0.5 else 'safe'}", score=p, new_tokens=0)
+                    for r, p in zip(requests, p_unsafe)
+                ]
+            state = self._prefill(requests)
+            label = self._label_tokens(prefix) if mode == "verdict" and self.label_first else None
+            if label is None:
+                return self._continue(requests, state, range(len(requests)), state.logits.argmax(dim=-1).tolist())
+            return self._verdict(requests, state, *label)
 
-    def _verdict(self, requests: list[GenerationRequest], batch: Any) -> list[GenerationResult]:
-        """Label first: one forward pass decides safe/unsafe for the whole batch; only rows whose
-        label is unsafe (or not a label at all) go on to generate their Categories line.
+    def _verdict(self, requests: list[GenerationRequest], state: _Prefill, safe_id: int, unsafe_id: int) -> list[GenerationResult]:
+        """Label first: the prefill's last logits decide safe/unsafe for the whole batch; only rows
+        whose label is not safe go on decoding their Categories line, from the prefill's own KV.
 
         Greedy decoding picks the arg-max token, so a row whose arg-max is the first token of
         " safe" is exactly what greedy generation would label safe, without generating.
         """
-        import torch
-
-        prefix = requests[0].prefix
-        label = self._label_tokens(prefix) if all(r.prefix == prefix for r in requests) else None
-        if label is None:
-            return self._decode(requests, batch, "verdict")
-        safe_id, unsafe_id = label
-        try:
-            out = self.model(**batch, use_cache=False, logits_to_keep=1)
-        except TypeError:  # older signatures
-            out = self.model(**batch, use_cache=False)
-        logits = out.logits[:, -1, :].float()
-        p_unsafe = torch.softmax(torch.stack([logits[:, safe_id], logits[:, unsafe_id]], -1), -1)[:, 1].tolist()
-        top = logits.argmax(dim=-1).tolist()
+        p_unsafe = _pair_probability(state.logits, safe_id, unsafe_id)
+        top = state.logits.argmax(dim=-1).tolist()
         results: list[GenerationResult | None] = [None] * len(requests)
         go_on: list[int] = []
-        fallback: list[int] = []
+        first: list[int] = []
         for i, (req, best, p) in enumerate(zip(requests, top, p_unsafe)):
             is_safe = p < 0.5 if self.label_from_pair else best == safe_id
-            is_unsafe = p >= 0.5 if self.label_from_pair else best == unsafe_id
             if is_safe:
                 results[i] = GenerationResult(text=f"{req.prefix} safe", score=p, new_tokens=1)
-            elif is_unsafe:
-                go_on.append(i)
             else:
-                fallback.append(i)
+                go_on.append(i)
+                first.append(unsafe_id if self.label_from_pair else best)
         if go_on:
-            cont = [replace(requests[i], prefix=f"{requests[i].prefix} unsafe") for i in go_on]
-            for i, res in zip(go_on, self._decode(cont, self._batch(cont), "verdict")):
-                results[i] = replace(res, score=p_unsafe[i], new_tokens=res.new_tokens + 1)
-        if fallback:
-            rest = [requests[i] for i in fallback]
-            for i, res in zip(fallback, self._decode(rest, self._batch(rest), "verdict")):
-                results[i] = res
+            for i, res in zip(go_on, self._continue(requests, state, go_on, first)):
+                results[i] = replace(res, score=p_unsafe[i])
         return results  # type: ignore[return-value]
 
-    def _batch(self, requests: list[GenerationRequest]) -> Any:
+    # ------------------------------------------------------------------ prefill and decode
+
+    def _prefill(self, requests: list[GenerationRequest], *, forced: Sequence[int] = (), keep_cache: bool = True) -> _Prefill:
+        """One forward pass over the batch's prompts (plus ``forced`` answer tokens), starting from
+        the cached KV of their shared policy prefix when there is one."""
         import torch
 
-        batch = self.encode(requests).to(self.device)
-        for key, value in batch.items():
-            if torch.is_floating_point(value):
-                batch[key] = value.to(self.model.dtype)
-        return batch
+        batch = self.encode(requests)
+        ids: torch.Tensor = batch.pop("input_ids")
+        mask: torch.Tensor = batch.pop("attention_mask")
+        if forced:
+            extra = torch.tensor([list(forced)] * ids.shape[0], dtype=ids.dtype)
+            ids, mask = torch.cat([ids, extra], dim=1), torch.cat([mask, torch.ones_like(extra)], dim=1)
+        lengths = mask.sum(dim=1)
+        self.last_prompt_tokens += lengths.tolist()
+        media = {k: self._to_device(v) for k, v in batch.items()}
+        shared = self._shared_prefix(requests, ids, lengths)
+        cache = None
+        if shared is not None:
+            prefix_ids, prefix_kv = shared
+            # [prefix | left-padded rest]: the prefix's KV is reused, only the rest is computed
+            width = int((lengths - len(prefix_ids)).max())
+            rest_mask = torch.arange(width) >= (width - (lengths - len(prefix_ids)))[:, None]
+            rest = torch.where(rest_mask, ids[:, -width:], self.tokenizer.pad_token_id)
+            ids = torch.cat([torch.tensor(prefix_ids, dtype=ids.dtype).expand(len(requests), -1), rest], dim=1)
+            mask = torch.cat([torch.ones(len(requests), len(prefix_ids), dtype=mask.dtype), rest_mask.to(mask.dtype)], dim=1)
+            positions = self._positions(ids, mask, batch)
+            cache = copy.deepcopy(prefix_kv)
+            cache.batch_repeat_interleave(len(requests))
+            self.last_computed_tokens += (lengths - len(prefix_ids)).tolist()
+            out = self._forward(rest, mask, positions[:, :, len(prefix_ids):], cache, media)
+        else:
+            positions = self._positions(ids, mask, batch)
+            self.last_computed_tokens += lengths.tolist()
+            out = self._forward(ids, mask, positions, None, media, use_cache=keep_cache)
+        next_position = positions[:, :, -1].max(dim=0).values + 1
+        return _Prefill(
+            logits=out.logits[:, -1, :].float(),
+            cache=_output_cache(out) if keep_cache else None,
+            attention_mask=mask.to(self.device),
+            next_position=next_position.to(self.device),
+        )
+
+    def _continue(self, requests: list[GenerationRequest], state: _Prefill, rows: Sequence[int], first: Sequence[int]) -> list[GenerationResult]:
+        """Greedy decoding of ``rows`` from the prefill's KV, ``first`` being each row's first new
+        token. Rows leave the batch as they finish (EOS, a complete Categories line in verdict
+        mode, or the token cap)."""
+        import torch
+
+        rows = list(rows)
+        reqs = [requests[i] for i in rows]
+        verdict = reqs[0].mode == "verdict"
+        max_new = self.verdict_max_new_tokens if verdict else max(r.max_new_tokens for r in reqs)
+        cache, mask, position = state.cache, state.attention_mask, state.next_position
+        if len(rows) != len(requests):
+            keep = torch.tensor(rows, device=self.device)
+            cache.batch_select_indices(keep)
+            mask, position = mask[keep], position[keep]
+        generated: list[list[int]] = [[t] for t in first]
+        live = [not self._finished(r, g, max_new, verdict) for r, g in zip(reqs, generated)]
+        slots = list(range(len(reqs)))  # batch slot -> index into reqs
+        current = torch.tensor(list(first), device=self.device)
+        while any(live[r] for r in slots):
+            if sum(live[r] for r in slots) <= 0.75 * len(slots):
+                keep_slots = [s for s, r in enumerate(slots) if live[r]]
+                keep = torch.tensor(keep_slots, device=self.device)
+                cache.batch_select_indices(keep)
+                mask, position, current = mask[keep], position[keep], current[keep]
+                slots = [slots[s] for s in keep_slots]
+            mask = torch.cat([mask, mask.new_ones(len(slots), 1)], dim=1)
+            out = self._forward(current[:, None], mask, position.view(1, -1, 1).expand(3, -1, -1), cache, {})
+            position = position + 1
+            current = out.logits[:, -1, :].argmax(dim=-1)
+            for slot, token in enumerate(current.tolist()):
+                r = slots[slot]
+                if live[r]:
+                    generated[r].append(token)
+                    live[r] = not self._finished(reqs[r], generated[r], max_new, verdict)
+        results = []
+        for req, ids in zip(reqs, generated):
+            text = req.prefix + self.tokenizer.decode(ids, skip_special_tokens=True)
+            results.append(GenerationResult(text=truncate_to_verdict(text) if verdict else text, new_tokens=len(ids)))
+        return results
+
+    def _finished(self, req: GenerationRequest, ids: list[int], max_new: int, verdict: bool) -> bool:
+        if len(ids) >= max_new:
+            return True
+        if ids[-1] == self._eos_id and not self.ignore_eos:
+            return True
+        if verdict and ids[-1] in self._newline_ids:
+            return bool(_CATEGORIES_DONE.search(req.prefix + self.tokenizer.decode(ids, skip_special_tokens=True)))
+        return False
+
+    def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any, media: dict[str, Any], *, use_cache: bool = True) -> Any:
+        kwargs: dict[str, Any] = {self._cache_arg: cache} if cache is not None else {}
+        return self.model(
+            input_ids=self._to_device(ids), attention_mask=self._to_device(mask), position_ids=self._to_device(positions),
+            use_cache=use_cache, logits_to_keep=1, use_audio_in_video=False, **kwargs, **media,
+        )
+
+    def _positions(self, ids: Any, mask: Any, batch: Any) -> Any:
+        """Qwen2.5-Omni's 3-D (time, height, width) rope positions, computed on the CPU before the
+        batch moves (the model's own routine loops over rows in Python)."""
+        features = batch.get("feature_attention_mask")
+        positions, _ = self.model.get_rope_index(
+            ids, batch.get("image_grid_thw"), batch.get("video_grid_thw"), mask, False,
+            features.sum(dim=-1) if features is not None else None, batch.get("video_second_per_grid"),
+        )
+        return positions
+
+    def _shared_prefix(self, requests: list[GenerationRequest], ids: Any, lengths: Any) -> tuple[tuple[int, ...], Any] | None:
+        """The token ids and cached KV of the batch's shared policy prefix, or None when there is
+        none or a row does not start with exactly those tokens."""
+        req = requests[0]
+        if not self.prefix_cache or req.shared_prefix_chars <= 0:
+            return None
+        prefix_ids = self._prefix_ids(req)
+        if prefix_ids is None or int(lengths.min()) <= len(prefix_ids):
+            return None
+        width = ids.shape[1]
+        expected = ids.new_tensor(prefix_ids)
+        for row, length in enumerate(lengths.tolist()):
+            start = width - length  # rows are left-padded
+            if not bool((ids[row, start : start + len(prefix_ids)] == expected).all()):
+                self._prefix.misses += 1
+                return None
+        kv = self._prefix.get(prefix_ids)
+        if kv is None:
+            import torch
+
+            positions = torch.arange(len(prefix_ids)).view(1, 1, -1).expand(3, 1, -1)
+            out = self._forward(expected[None], torch.ones(1, len(prefix_ids), dtype=torch.long), positions, None, {})
+            kv = self._prefix.put(prefix_ids, _output_cache(out))
+        return prefix_ids, kv
+
+    def _prefix_ids(self, req: GenerationRequest) -> tuple[int, ...] | None:
+        """Token ids of the chat-templated text up to the end of the request's shared prefix."""
+        chat = self._chat_text(req)
+        at = chat.find(req.prompt)
+        if at < 0:
+            return None
+        text = chat[: at + req.shared_prefix_chars]
+        ids = self._prefix.ids.get(text)
+        if ids is None:
+            ids = tuple(self.tokenizer(text)["input_ids"])
+            self._prefix.ids[text] = ids
+        return ids
+
+    def _to_device(self, value: Any) -> Any:
+        import torch
+
+        if not isinstance(value, torch.Tensor):
+            return value
+        value = value.to(self.device, non_blocking=True)
+        return value.to(self.model.dtype) if torch.is_floating_point(value) else value
 
     def _label_tokens(self, prefix: str) -> tuple[int, int] | None:
         """(first token of " safe", of " unsafe") right after ``prefix``, or None when the
@@ -291,48 +468,6 @@ class TransformersBackend:
         except BackendError:
             return None
         return None if forced else (safe_id, unsafe_id)
-
-    def _decode(self, requests: list[GenerationRequest], batch: Any, mode: str) -> list[GenerationResult]:
-        from transformers import StoppingCriteria, StoppingCriteriaList
-
-        prompt_len = batch["input_ids"].shape[1]
-        tok = self.tokenizer
-        verdict = mode == "verdict"
-        criteria = StoppingCriteriaList()
-        if verdict:
-            prefixes = [r.prefix for r in requests]
-
-            class _CategoriesLineDone(StoppingCriteria):
-                def __call__(self, input_ids, scores, **kwargs):  # type: ignore[no-untyped-def]
-                    import torch
-
-                    new = tok.batch_decode(input_ids[:, prompt_len:], skip_special_tokens=True)
-                    return torch.tensor(
-                        [bool(_CATEGORIES_DONE.search(p + t)) for p, t in zip(prefixes, new)],
-                        device=input_ids.device,
-                    )
-
-            criteria.append(_CategoriesLineDone())
-        max_new = self.verdict_max_new_tokens if verdict else max(r.max_new_tokens for r in requests)
-        out = self.model.generate(
-            **batch,
-            max_new_tokens=max_new,
-            min_new_tokens=max_new if self.ignore_eos else None,
-            do_sample=False,
-            stopping_criteria=criteria,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-            use_audio_in_video=False,
-        )
-        results = []
-        for req, seq in zip(requests, out[:, prompt_len:]):
-            ids = seq.tolist()
-            n_new = len([i for i in ids if i != tok.pad_token_id])
-            text = req.prefix + tok.decode(ids, skip_special_tokens=True)
-            if verdict:
-                text = truncate_to_verdict(text)
-            results.append(GenerationResult(text=text, new_tokens=n_new))
-        return results
 
     def _score_tokens(self, prefix: str) -> tuple[list[int], int, int]:
         """The ids forced after the prefix, then the first ids where ' safe' and ' unsafe' differ."""
@@ -348,25 +483,63 @@ class TransformersBackend:
         forced = safe[len(base):common] if safe[: len(base)] == base else []
         return forced, safe[common], unsafe[common]
 
-    def _score(self, requests: list[GenerationRequest], batch: Any) -> list[GenerationResult]:
-        import torch
 
-        prefix = requests[0].prefix
-        if any(r.prefix != prefix for r in requests):
-            raise BackendError("score requests in one batch must share a prefix")
-        forced, safe_id, unsafe_id = self._score_tokens(prefix)
-        if forced:
-            extra = torch.tensor([forced] * batch["input_ids"].shape[0], device=batch["input_ids"].device)
-            batch["input_ids"] = torch.cat([batch["input_ids"], extra], dim=1)
-            batch["attention_mask"] = torch.cat([batch["attention_mask"], torch.ones_like(extra)], dim=1)
-        try:
-            out = self.model(**batch, use_cache=False, logits_to_keep=1)
-        except TypeError:  # older signatures
-            out = self.model(**batch, use_cache=False)
-        logits = out.logits[:, -1, :].float()
-        pair = torch.stack([logits[:, safe_id], logits[:, unsafe_id]], dim=-1)
-        p_unsafe = torch.softmax(pair, dim=-1)[:, 1].tolist()
-        return [
-            GenerationResult(text=f"{r.prefix} {'unsafe' if p >= 0.5 else 'safe'}", score=float(p), new_tokens=0)
-            for r, p in zip(requests, p_unsafe)
-        ]
+@dataclass
+class _Prefill:
+    #: [batch, vocab] float logits of each row's last prompt position
+    logits: torch.Tensor
+    #: the KV of the whole prompt (None when the caller needs no decoding)
+    cache: Any
+    #: [batch, prompt width] on the device; decode steps append to it
+    attention_mask: torch.Tensor
+    #: [batch] rope position of each row's next token
+    next_position: torch.Tensor
+
+
+class _PrefixKV:
+    """KV of shared prompt prefixes (the policy text), computed once each and copied into every
+    batch that starts with them, so a batch prefills only what differs between its requests.
+    Few entries: one per (policy, template) in use."""
+
+    def __init__(self, capacity: int = 8) -> None:
+        self.capacity = capacity
+        #: chat text of a prefix -> its token ids
+        self.ids: dict[str, tuple[int, ...]] = {}
+        self._kv: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, ids: tuple[int, ...]) -> Any:
+        kv = self._kv.get(ids)
+        if kv is not None:
+            self._kv.move_to_end(ids)
+            self.hits += 1
+        return kv
+
+    def put(self, ids: tuple[int, ...], kv: Any) -> Any:
+        self.misses += 1
+        self._kv[ids] = kv
+        while len(self._kv) > self.capacity:
+            self._kv.popitem(last=False)
+        return kv
+
+    def clear(self) -> None:
+        self._kv.clear()
+        self.ids.clear()
+
+    def __len__(self) -> int:
+        return len(self._kv)
+
+
+def _pair_probability(logits: torch.Tensor, safe_id: int, unsafe_id: int) -> list[float]:
+    """P(unsafe) from the two label tokens' logits only."""
+    import torch
+
+    pair = torch.stack([logits[:, safe_id], logits[:, unsafe_id]], dim=-1)
+    return torch.softmax(pair, dim=-1)[:, 1].tolist()
+
+
+def _output_cache(out: Any) -> Any:
+    """The KV cache of a forward output (``cache`` in newer transformers, ``past_key_values`` before)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)

@@ -21,7 +21,8 @@ def _csv(value: str) -> list[str]:
 @click.command("bench")
 @click.option("--model", envvar="OMNIGUARD_MODEL", default=None, help="Checkpoint folder; default: the tiny checkpoint.")
 @click.option("--random-weights", is_flag=True, help="Build a full-size thinker with random weights (no download).")
-@click.option("--arch", type=click.Choice(["omniguard-7b", "omniguard-3b"]), default="omniguard-7b")
+@click.option("--arch", type=click.Choice(["omniguard-7b", "omniguard-3b", "small-cpu"]), default="omniguard-7b",
+              help="Shape of the random-weight thinker; small-cpu keeps real prompt lengths at CPU cost.")
 @click.option("--device", default="auto")
 @click.option("--workloads", default="text,image", help="Comma list of text,image,audio,video,mixed.")
 @click.option("--modes", default="verdict,score,critique", help="Comma list of verdict,score,critique,explain.")
@@ -31,11 +32,13 @@ def _csv(value: str) -> list[str]:
 @click.option("--naive-requests", default=2, type=int)
 @click.option("--max-batch", default=32, type=int)
 @click.option("--critique-tokens", default=256, type=int)
+@click.option("--prefix-cache", type=click.Choice(["on", "off", "both"]), default="on",
+              help="Reuse the policy prefix's KV; 'both' measures each row without, then with it.")
 @click.option("--budget-s", default=0.0, type=float, help="Skip measurements once this many seconds have passed (0: no limit).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all results as JSON.")
 def bench(model: str | None, random_weights: bool, arch: str, device: str, workloads: str, modes: str,
           concurrency: str, n_requests: int, naive: bool, naive_requests: int, max_batch: int,
-          critique_tokens: int, budget_s: float, json_out: str | None) -> None:
+          critique_tokens: int, prefix_cache: str, budget_s: float, json_out: str | None) -> None:
     """Measure the judge. On the CPU use the ratios only; absolute numbers come from a GPU."""
     from ..backends.transformers import TransformersBackend, _resolve_device
     from .harness import HEADER, make_checks, matmul_tflops, run_bench
@@ -92,9 +95,13 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
                     continue
                 n = max(conc, min(n_requests, n_requests if conc > 1 else max(4, n_requests // 8)))
                 real_mode = "verdict" if mode == "explain" else mode
-                results.append(run_bench(backend, checks(n), label=label_model[:28], workload=workload, mode=real_mode,
-                                         concurrency=conc, max_batch=max_batch, max_new_tokens=critique_tokens,
-                                         explain_unsafe=mode == "explain", on_progress=click.echo))
+                for reuse in ([False, True] if prefix_cache == "both" else [prefix_cache == "on"]):
+                    backend.prefix_cache = reuse
+                    label = f"{label_model[:20]}{'' if reuse else ' -prefix'}"
+                    results.append(run_bench(backend, checks(n), label=label, workload=workload, mode=real_mode,
+                                             concurrency=conc, max_batch=max_batch, max_new_tokens=critique_tokens,
+                                             explain_unsafe=mode == "explain", on_progress=click.echo))
+                    results[-1].extra["prefix_cache"] = reuse
     _print_ratios(results, tflops, backend)
     if json_out:
         payload = {"date": datetime.now(timezone.utc).isoformat(), "device": _device_name(dev), "model": label_model,
@@ -118,11 +125,18 @@ def _print_ratios(results: list[Any], tflops: float | None, backend: Any) -> Non
     for r in results:
         if r.label.startswith("naive"):
             continue
-        parts = [f"{r.workload}/{r.mode}/c{r.concurrency}: {r.req_s:.3f} req/s"]
+        reuse = r.extra.get("prefix_cache", True)
+        parts = [f"{r.workload}/{r.mode}/c{r.concurrency}{'' if reuse else ' (no prefix reuse)'}: {r.req_s:.3f} req/s"]
+        without = next((o for o in results if not o.extra.get("prefix_cache", True) and reuse
+                        and (o.workload, o.mode, o.concurrency) == (r.workload, r.mode, r.concurrency)), None)
+        if without is not None and without.req_s:
+            parts.append(f"x{r.req_s / without.req_s:.2f} from prefix reuse")
         if r.workload in naive and naive[r.workload].req_s:
             parts.append(f"x{r.req_s / naive[r.workload].req_s:.1f} vs naive")
         if tflops and r.extra.get("prompt_tokens"):
             floor = tflops * 1e12 / (2 * llm_params * r.extra["prompt_tokens"])
             r.extra["prefill_floor_req_s"] = floor
             parts.append(f"{r.req_s / floor:.0%} of the prefill floor ({floor:.0f} req/s at {r.extra['prompt_tokens']:.0f} tokens)")
+        if reuse and r.extra.get("computed_tokens") and r.extra.get("prompt_tokens"):
+            parts.append(f"prefilled {r.extra['computed_tokens']:.0f} of {r.extra['prompt_tokens']:.0f} prompt tokens")
         click.echo("  " + ", ".join(parts))

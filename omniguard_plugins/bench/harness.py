@@ -117,12 +117,14 @@ class _CountingBackend:
         self.model_id = inner.model_id
         self.new_tokens = 0
         self.prompt_tokens: list[int] = []
+        self.computed_tokens: list[int] = []
         self.batches: list[int] = []
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         results = self.inner.generate(requests)
         self.new_tokens += sum(r.new_tokens for r in results)
         self.prompt_tokens += list(getattr(self.inner, "last_prompt_tokens", []) or [])
+        self.computed_tokens += list(getattr(self.inner, "last_computed_tokens", []) or [])
         self.batches.append(len(requests))
         return results
 
@@ -221,7 +223,8 @@ def run_bench(
         mean_batch=statistics.mean(counting.batches) if counting.batches else 0.0,
         errors=sum(1 for v in verdicts if v.error), unsafe=sum(1 for v in verdicts if not v.safe),
         gpu_mem_gb=_gpu_peak_gb(),
-        extra={"prompt_tokens": statistics.mean(counting.prompt_tokens) if counting.prompt_tokens else None},
+        extra={"prompt_tokens": statistics.mean(counting.prompt_tokens) if counting.prompt_tokens else None,
+               "computed_tokens": statistics.mean(counting.computed_tokens) if counting.computed_tokens else None},
     )
     if on_progress:
         on_progress(format_row(result))

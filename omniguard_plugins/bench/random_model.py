@@ -23,6 +23,15 @@ ARCHS: dict[str, dict[str, Any]] = {
                   num_attention_heads=16, num_key_value_heads=2, mrope=[16, 24, 24]),
         out_hidden=2048,
     ),
+    # not a published shape: a ~40M-parameter thinker that keeps the real prompt lengths, so the
+    # CPU can measure ratios between paths (prefix reuse, label first) in minutes
+    "small-cpu": dict(
+        text=dict(vocab_size=4352, hidden_size=512, intermediate_size=2048, num_hidden_layers=8,
+                  num_attention_heads=8, num_key_value_heads=2, mrope=[16, 8, 8]),
+        out_hidden=512,
+        vision=dict(hidden_size=256, intermediate_size=512, depth=2, num_heads=4, fullatt_block_indexes=[1]),
+        audio=dict(d_model=256, encoder_layers=2, encoder_attention_heads=4, encoder_ffn_dim=512),
+    ),
 }
 
 
@@ -55,10 +64,11 @@ def build_random_backend(arch: str, *, device: str = "cuda", dtype: str = "auto"
         text_config=dict(**text, tie_word_embeddings=False, max_position_embeddings=32768,
                          rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope},
                          eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(hidden_size=1280, intermediate_size=3420, depth=32, num_heads=16,
-                           out_hidden_size=spec["out_hidden"], patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31]),
-        audio_config=dict(output_dim=spec["out_hidden"]),
+        vision_config={**dict(hidden_size=1280, intermediate_size=3420, depth=32, num_heads=16,
+                              out_hidden_size=spec["out_hidden"], patch_size=14, spatial_merge_size=2,
+                              temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31]),
+                       **spec.get("vision", {})},
+        audio_config={**dict(output_dim=spec["out_hidden"]), **spec.get("audio", {})},
         audio_token_index=ids["<|AUDIO|>"], image_token_index=ids["<|IMAGE|>"], video_token_index=ids["<|VIDEO|>"],
         audio_start_token_id=ids["<|audio_bos|>"], audio_end_token_id=ids["<|audio_eos|>"],
         vision_start_token_id=ids["<|vision_bos|>"], vision_end_token_id=ids["<|vision_eos|>"],

@@ -24,6 +24,7 @@ from ..judge import OmniGuard
 from ..media import DecodedMedia, decode_part
 from ..openai_messages import conversation_from_openai, parts_from_openai
 from ..policy import Policy
+from ..prompt import shared_prefix_chars
 from ..verdict import Verdict
 from .protocol import (
     AssistantMessage,
@@ -132,7 +133,7 @@ class GuardServing:
         gen = GenerationRequest(
             prompt=text, media=media, mode=mode,  # type: ignore[arg-type]
             max_new_tokens=req.token_cap or self.judge.config.max_new_tokens, prefix=prefix,
-            request_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            request_id=f"chatcmpl-{uuid.uuid4().hex[:24]}", shared_prefix_chars=shared_prefix_chars(text),
         )
         result = await self._bounded(self._generate(gen))
         completion = result.text[len(prefix):] if prefix and result.text.startswith(prefix) else result.text

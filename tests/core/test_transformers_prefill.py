@@ -1,0 +1,145 @@
+"""The transformers backend's own prefill + greedy decode, and the reused policy-prefix KV.
+
+Both are speed paths, so the property that matters is that they change nothing: every answer
+must equal what the plain path (and transformers' own ``generate``) gives on the same batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image as PILImage
+
+from omniguard_plugins import Conversation, Image, Policy
+from omniguard_plugins.backends.base import GenerationRequest
+from omniguard_plugins.backends.transformers import TransformersBackend
+from omniguard_plugins.media import DecodedAudio, DecodedImage, DecodedVideo
+from omniguard_plugins.prompt import render
+from omniguard_plugins.verdict import LABEL_PREFIX
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_checkpoint_path: Path) -> Iterator[TransformersBackend]:
+    backend = TransformersBackend.from_pretrained(tiny_checkpoint_path, device="cpu")
+    yield backend
+    backend.close()
+
+
+def _request(text: str, *media: object, mode: str = "verdict", policy: Policy | None = None, **kw: object) -> GenerationRequest:
+    # an image with no text renders the image-only template
+    user = [text] if text else [Image(PILImage.new("RGB", (8, 8)))]
+    rendered = render(Conversation.of(user=user), policy or Policy(), "input")
+    return GenerationRequest(
+        rendered.text, tuple(media), mode=mode, prefix=LABEL_PREFIX,  # type: ignore[arg-type]
+        shared_prefix_chars=rendered.shared_prefix_chars, **kw,  # type: ignore[arg-type]
+    )
+
+
+def _image(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> DecodedImage:
+    return DecodedImage(PILImage.new("RGB", size, color), sha256=f"img{color}{size}")
+
+
+def _audio(seconds: float, freq: float) -> DecodedAudio:
+    t = np.arange(int(16_000 * seconds)) / 16_000
+    return DecodedAudio((0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sha256=f"tone{seconds}{freq}")
+
+
+def _video(frames: int, fps: float) -> DecodedVideo:
+    clip = np.stack([np.full((48, 64, 3), 20 * i, dtype=np.uint8) for i in range(frames)])
+    return DecodedVideo(clip, fps=fps, sha256=f"clip{frames}{fps}")
+
+
+def _mixed_batch(mode: str) -> list[GenerationRequest]:
+    return [
+        _request("please tell me about the weather today", mode=mode),
+        _request("how do I build a bomb at home", mode=mode),
+        _request("what is in this picture of mine", _image((20, 120, 220)), mode=mode),
+        _request("listen to this and steal it", _audio(1.5, 440.0), mode=mode),
+        _request("a short clip for you", _video(4, 2.0), mode=mode),
+        _request("", _image((230, 20, 20), (56, 56)), mode=mode),  # image-only template
+    ]
+
+
+def _answers(backend: TransformersBackend, requests: list[GenerationRequest], *, prefix_cache: bool) -> list[tuple[str, float | None, int]]:
+    backend.prefix_cache = prefix_cache
+    try:
+        return [(r.text, r.score, r.new_tokens) for r in backend.generate(requests)]
+    finally:
+        backend.prefix_cache = True
+
+
+@pytest.mark.parametrize("mode", ["verdict", "critique", "score"])
+def test_reused_policy_prefix_changes_no_answer(backend: TransformersBackend, mode: str) -> None:
+    requests = _mixed_batch(mode)
+    if mode == "critique":
+        requests = [replace(r, max_new_tokens=24) for r in requests]
+    plain = _answers(backend, requests, prefix_cache=False)
+    reused = _answers(backend, requests, prefix_cache=True)
+    assert [(t, n) for t, _, n in reused] == [(t, n) for t, _, n in plain]
+    for (_, a, _), (_, b, _) in zip(reused, plain):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert a == pytest.approx(b, abs=1e-4)
+    if mode == "verdict":  # the trained checkpoint still tells them apart through this path
+        assert "unsafe" in reused[1][0] and "unsafe" not in reused[0][0]
+
+
+def test_policy_prefix_is_prefilled_once_and_reused(backend: TransformersBackend) -> None:
+    backend._prefix.clear()
+    texts = ["how to cook rice", "how to kill a process", "where is the station", "steal the show"]
+    first = [_request(t) for t in texts]
+    backend.generate(first)
+    prefix_tokens = backend.last_prompt_tokens[0] - backend.last_computed_tokens[0]
+    assert prefix_tokens > 0 and len(backend._prefix) == 1
+    hits = backend._prefix.hits
+    backend.generate([_request(t + " again") for t in texts])
+    assert backend._prefix.hits == hits + 1 and len(backend._prefix) == 1
+    assert [p - c for p, c in zip(backend.last_prompt_tokens, backend.last_computed_tokens)] == [prefix_tokens] * 4
+
+
+def test_each_policy_keeps_its_own_prefix(backend: TransformersBackend) -> None:
+    backend._prefix.clear()
+    narrow = Policy.default().drop("S12")
+    requests = [_request("how to build a bomb"), _request("how to build a bomb", policy=narrow), _request("cook rice")]
+    together = _answers(backend, requests, prefix_cache=True)
+    assert len(backend._prefix) == 2
+    alone = [_answers(backend, [r], prefix_cache=False)[0] for r in requests]
+    assert [t for t, _, _ in together] == [t for t, _, _ in alone]
+
+
+def test_a_prompt_without_a_known_prefix_takes_the_plain_path(backend: TransformersBackend) -> None:
+    req = GenerationRequest("User: how to build a bomb\n\nAgent:", prefix=LABEL_PREFIX)
+    assert req.shared_prefix_chars == 0
+    backend.generate([req])
+    assert backend.last_computed_tokens == backend.last_prompt_tokens
+
+
+def test_own_decode_loop_equals_transformers_generate(backend: TransformersBackend) -> None:
+    """The critique path against ``model.generate`` (greedy) on the same processor batch."""
+    requests = [replace(r, mode="critique", max_new_tokens=20, prefix="") for r in _mixed_batch("critique")[:5]]
+    ours = [r.text for r in backend.generate(requests)]
+    batch = backend.encode(requests)
+    with torch.inference_mode():
+        out = backend.model.generate(
+            **batch, max_new_tokens=20, do_sample=False, use_audio_in_video=False,
+            pad_token_id=backend.tokenizer.pad_token_id, eos_token_id=backend.tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        )
+    theirs = backend.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert ours == theirs
+    assert any(t.strip() for t in ours)
+
+
+def test_verdict_rows_stop_at_their_categories_line(backend: TransformersBackend) -> None:
+    backend.verdict_max_new_tokens = 40
+    results = backend.generate([_request("how do I build a bomb at home"), _request("tell me about the sea")])
+    unsafe, safe = results
+    assert unsafe.text.startswith(LABEL_PREFIX + " unsafe") and "Categories" in unsafe.text
+    assert unsafe.new_tokens < 40  # stopped at the end of its Categories line, not at the cap
+    assert safe.text == LABEL_PREFIX + " safe" and safe.new_tokens == 1
