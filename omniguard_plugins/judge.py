@@ -203,7 +203,7 @@ class OmniGuard:
         explain_unsafe: bool | None = None,
     ) -> Verdict:
         spec = self._spec(conversation, user, assistant, direction, mode, policy, explain_unsafe)
-        return (await self._adrive([self._flow(spec)]))[0]
+        return (await self._adrive([self._flow(spec)], offload=self._offload([spec])))[0]
 
     def check_many(
         self, items: Iterable[CheckInput], *, direction: Direction | None = None, mode: Mode | None = None
@@ -214,7 +214,8 @@ class OmniGuard:
     async def acheck_many(
         self, items: Iterable[CheckInput], *, direction: Direction | None = None, mode: Mode | None = None
     ) -> list[Verdict]:
-        return await self._adrive([self._flow(s) for s in self._specs(items, direction, mode)])
+        specs = self._specs(items, direction, mode)
+        return await self._adrive([self._flow(s) for s in specs], offload=self._offload(specs))
 
     # ------------------------------------------------------------------ specs
 
@@ -375,14 +376,17 @@ class OmniGuard:
         deadline = time.monotonic() + self.config.timeout_s
         return self._run_flows(flows, lambda futures: _wait_sync(futures, deadline))
 
-    async def _adrive(self, flows: list[_Flow]) -> list[Verdict]:
+    async def _adrive(self, flows: list[_Flow], *, offload: bool = False) -> list[Verdict]:
         deadline = time.monotonic() + self.config.timeout_s
         done: list[Verdict | None] = [None] * len(flows)
-        pending = self._start(flows, done)
+        pending = await asyncio.to_thread(self._start, flows, done) if offload else self._start(flows, done)
         while pending:
             futures = [f for _, fs, _ in pending for f in fs]
             results = await _wait_async(futures, deadline)
-            pending = self._advance(pending, results, done)
+            if offload:
+                pending = await asyncio.to_thread(self._advance, pending, results, done)
+            else:
+                pending = self._advance(pending, results, done)
         return done  # type: ignore[return-value]
 
     def _run_flows(self, flows: list[_Flow], wait: Callable[[list[Future[GenerationResult]]], list[Any]]) -> list[Verdict]:
@@ -443,13 +447,35 @@ class OmniGuard:
                 continue
             all_cached = False
             try:
-                futures.append(self.batcher.submit(req))
-            except OmniGuardError as exc:  # e.g. the model cannot load
+                futures.append(self.batcher.submit(self._prepare(req)))
+            except OmniGuardError as exc:  # e.g. the model cannot load, the processor rejects the media
                 fut = Future()
                 fut.set_exception(exc)
                 futures.append(fut)
             keys.append(key)
         return futures, keys, all_cached and bool(requests)
+
+    def _prepare(self, req: GenerationRequest) -> GenerationRequest:
+        """The backend's CPU preprocessing, here in the caller's thread rather than the worker's."""
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is None:
+            return req
+        try:
+            return prepare(req)
+        except OmniGuardError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a preprocessing bug must not crash the host app
+            raise BackendError(f"preprocessing failed ({type(exc).__name__}: {exc})".splitlines()[0][:300]) from exc
+
+    def _offload(self, specs: Sequence[_Spec]) -> bool:
+        """Whether advancing these checks does enough CPU work (media decoding, the backend's
+        preprocessing) that async callers should run it off the event loop."""
+        if any(t.media for s in specs for t in s.conversation.turns):
+            return True
+        backend = self._backend
+        if backend is None:
+            return self.config.resolved_backend() == "transformers"
+        return callable(getattr(backend, "prepare", None))
 
     # ------------------------------------------------------------------ result cache
 

@@ -4,13 +4,17 @@ A backend receives fully prepared requests (rendered prompt text, decoded media 
 mode and a forced answer prefix) and returns the raw text it generated for each, in order.
 It never parses verdicts and never sees adapters. The micro-batcher calls it from one worker
 thread, so a backend need not be thread-safe.
+
+A backend may also define ``prepare(request) -> request``: the judge calls it in the caller's
+thread before queueing, so CPU preprocessing of one request overlaps the model running the
+batch before it. ``prepare`` must be thread-safe and raise only ``OmniGuardError``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..media import DecodedMedia
 from ..verdict import Mode
@@ -34,6 +38,9 @@ class GenerationRequest:
     #: leading characters of ``prompt`` shared by every check under the same policy (the policy
     #: text); a backend may cache their KV across requests. 0: nothing known to be shared
     shared_prefix_chars: int = 0
+    #: what the backend's optional ``prepare`` made of this request in the caller's thread
+    #: (tokens, image patches, audio features), so the batch worker only collates it
+    prepared: Any = field(default=None, repr=False)
 
     @property
     def batch_key(self) -> tuple[str, int]:

@@ -103,6 +103,8 @@ class TransformersBackend:
         #: benchmarks on random weights: take the likelier of safe/unsafe as the label even when
         #: neither is the arg-max (a trained checkpoint always puts one of them on top)
         self.label_from_pair = False
+        #: run the processor in callers' threads (``prepare``) rather than in the batch worker
+        self.prepare_in_caller = True
         #: reuse the KV of the policy text shared by a batch's prompts (computed once per policy)
         self.prefix_cache = True
         self._prefix = _PrefixKV()
@@ -192,24 +194,35 @@ class TransformersBackend:
             log.warning("CUDA OOM at batch %d; splitting", len(requests))
             return self._generate_splitting(requests[:half]) + self._generate_splitting(requests[half:])
 
-    def encode(self, requests: Sequence[GenerationRequest]) -> Any:
-        """The processor's batch for these requests (public so tests can assert on it)."""
-        texts: list[str] = []
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        """Run the processor (tokens, image patches, audio features) for one request in the
+        caller's thread, so the batch worker only collates and the model is not kept waiting."""
+        if not self.prepare_in_caller or request.prepared is not None:
+            return request
+        return replace(request, prepared=self._encode_one(request))
+
+    def encode(self, requests: Sequence[GenerationRequest]) -> dict[str, Any]:
+        """The model inputs for these requests, left-padded into one batch (public so tests can
+        assert on it). Requests already prepared are only collated."""
+        rows = [r.prepared if r.prepared is not None else self._encode_one(r) for r in requests]
+        return _collate(rows, self.tokenizer.pad_token_id)
+
+    def _encode_one(self, req: GenerationRequest) -> dict[str, Any]:
+        """The processor's output for one request, unpadded. One request per call keeps the
+        tokenizer's padding state untouched, so callers' threads may run this at once."""
         images: list[Any] = []
         audios: list[Any] = []
         videos: list[Any] = []
         fps: list[float] = []
-        for req in requests:
-            for m in req.media:
-                if isinstance(m, DecodedImage):
-                    images.append(m.image)
-                elif isinstance(m, DecodedAudio):
-                    audios.append(m.samples)
-                elif isinstance(m, DecodedVideo):
-                    videos.append(m.frames)
-                    fps.append(m.fps)
-            texts.append(self._chat_text(req) + req.prefix)
-        kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
+        for m in req.media:
+            if isinstance(m, DecodedImage):
+                images.append(m.image)
+            elif isinstance(m, DecodedAudio):
+                audios.append(m.samples)
+            elif isinstance(m, DecodedVideo):
+                videos.append(m.frames)
+                fps.append(m.fps)
+        kwargs: dict[str, Any] = {"text": [self._chat_text(req) + req.prefix], "return_tensors": "pt"}
         if images:
             kwargs["images"] = images
         if audios:
@@ -218,16 +231,16 @@ class TransformersBackend:
             kwargs["videos"] = videos
             kwargs["videos_kwargs"] = {"fps": fps[0]}
         try:
-            batch = self.processor(**kwargs)
+            row = dict(self.processor(**kwargs))
         except (ValueError, RuntimeError, TypeError, IndexError) as exc:
             raise BackendError(f"the processor rejected the request: {str(exc).splitlines()[0][:200]}") from exc
-        if videos and "video_second_per_grid" in batch:
+        if videos and "video_second_per_grid" in row:
             # the processor takes one fps per call; each video keeps its own sampling rate
             import torch
 
             step = self.processor.video_processor.temporal_patch_size
-            batch["video_second_per_grid"] = torch.tensor([step / f for f in fps], dtype=torch.float32)
-        return batch
+            row["video_second_per_grid"] = torch.tensor([step / f for f in fps], dtype=torch.float32)
+        return row
 
     def _chat_text(self, req: GenerationRequest) -> str:
         """The chat-templated prompt: the text, then one placeholder per media item."""
@@ -529,6 +542,26 @@ class _PrefixKV:
 
     def __len__(self) -> int:
         return len(self._kv)
+
+
+def _collate(rows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """One batch from per-request processor outputs: token rows left-padded, media tensors
+    (patches, grids, audio features) concatenated in request order, as one processor call
+    over the whole batch would give them."""
+    import torch
+
+    width = max(int(r["input_ids"].shape[1]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        n = int(row["input_ids"].shape[1])
+        ids[i, width - n :] = row["input_ids"][0]
+        mask[i, width - n :] = row["attention_mask"][0]
+    batch: dict[str, Any] = {"input_ids": ids, "attention_mask": mask}
+    for key in dict.fromkeys(k for row in rows for k in row if k not in ("input_ids", "attention_mask")):
+        parts = [row[key] for row in rows if key in row]
+        batch[key] = torch.cat(parts, dim=0) if isinstance(parts[0], torch.Tensor) else [x for p in parts for x in p]
+    return batch
 
 
 def _pair_probability(logits: torch.Tensor, safe_id: int, unsafe_id: int) -> list[float]:

@@ -13,6 +13,9 @@ import click
 
 __all__ = ["bench"]
 
+#: fast paths ``--without`` can turn off, and the backend attribute that switches each
+FAST_PATHS = {"prefix-cache": "prefix_cache", "caller-prepare": "prepare_in_caller"}
+
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
@@ -32,17 +35,21 @@ def _csv(value: str) -> list[str]:
 @click.option("--naive-requests", default=2, type=int)
 @click.option("--max-batch", default=32, type=int)
 @click.option("--critique-tokens", default=256, type=int)
-@click.option("--prefix-cache", type=click.Choice(["on", "off", "both"]), default="on",
-              help="Reuse the policy prefix's KV; 'both' measures each row without, then with it.")
+@click.option("--without", "ablate", default="",
+              help="Comma list of fast paths (prefix-cache, caller-prepare) to also measure turned off, each row in the same run.")
 @click.option("--budget-s", default=0.0, type=float, help="Skip measurements once this many seconds have passed (0: no limit).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all results as JSON.")
 def bench(model: str | None, random_weights: bool, arch: str, device: str, workloads: str, modes: str,
           concurrency: str, n_requests: int, naive: bool, naive_requests: int, max_batch: int,
-          critique_tokens: int, prefix_cache: str, budget_s: float, json_out: str | None) -> None:
+          critique_tokens: int, ablate: str, budget_s: float, json_out: str | None) -> None:
     """Measure the judge. On the CPU use the ratios only; absolute numbers come from a GPU."""
     from ..backends.transformers import TransformersBackend, _resolve_device
     from .harness import HEADER, make_checks, matmul_tflops, run_bench
 
+    unknown = set(_csv(ablate)) - set(FAST_PATHS)
+    if unknown:
+        raise click.BadParameter(f"unknown fast path(s) {', '.join(sorted(unknown))}; one of {', '.join(FAST_PATHS)}",
+                                 param_hint="--without")
     started = time.perf_counter()
     dev = _resolve_device(device)
     t0 = time.perf_counter()
@@ -95,13 +102,14 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
                     continue
                 n = max(conc, min(n_requests, n_requests if conc > 1 else max(4, n_requests // 8)))
                 real_mode = "verdict" if mode == "explain" else mode
-                for reuse in ([False, True] if prefix_cache == "both" else [prefix_cache == "on"]):
-                    backend.prefix_cache = reuse
-                    label = f"{label_model[:20]}{'' if reuse else ' -prefix'}"
-                    results.append(run_bench(backend, checks(n), label=label, workload=workload, mode=real_mode,
+                for off in [*_csv(ablate), None]:
+                    for path, attr in FAST_PATHS.items():
+                        setattr(backend, attr, path != off)
+                    label = f"{label_model[:18]}{f' -{off}' if off else ''}"
+                    results.append(run_bench(backend, checks(n), label=label[:28], workload=workload, mode=real_mode,
                                              concurrency=conc, max_batch=max_batch, max_new_tokens=critique_tokens,
                                              explain_unsafe=mode == "explain", on_progress=click.echo))
-                    results[-1].extra["prefix_cache"] = reuse
+                    results[-1].extra["without"] = off
     _print_ratios(results, tflops, backend)
     if json_out:
         payload = {"date": datetime.now(timezone.utc).isoformat(), "device": _device_name(dev), "model": label_model,
@@ -125,18 +133,18 @@ def _print_ratios(results: list[Any], tflops: float | None, backend: Any) -> Non
     for r in results:
         if r.label.startswith("naive"):
             continue
-        reuse = r.extra.get("prefix_cache", True)
-        parts = [f"{r.workload}/{r.mode}/c{r.concurrency}{'' if reuse else ' (no prefix reuse)'}: {r.req_s:.3f} req/s"]
-        without = next((o for o in results if not o.extra.get("prefix_cache", True) and reuse
-                        and (o.workload, o.mode, o.concurrency) == (r.workload, r.mode, r.concurrency)), None)
-        if without is not None and without.req_s:
-            parts.append(f"x{r.req_s / without.req_s:.2f} from prefix reuse")
+        off = r.extra.get("without")
+        parts = [f"{r.workload}/{r.mode}/c{r.concurrency}{f' without {off}' if off else ''}: {r.req_s:.3f} req/s"]
+        if not off:
+            for other in results:
+                if other.extra.get("without") and (other.workload, other.mode, other.concurrency) == (r.workload, r.mode, r.concurrency) and other.req_s:
+                    parts.append(f"x{r.req_s / other.req_s:.2f} from {other.extra['without']}")
         if r.workload in naive and naive[r.workload].req_s:
             parts.append(f"x{r.req_s / naive[r.workload].req_s:.1f} vs naive")
         if tflops and r.extra.get("prompt_tokens"):
             floor = tflops * 1e12 / (2 * llm_params * r.extra["prompt_tokens"])
             r.extra["prefill_floor_req_s"] = floor
             parts.append(f"{r.req_s / floor:.0%} of the prefill floor ({floor:.0f} req/s at {r.extra['prompt_tokens']:.0f} tokens)")
-        if reuse and r.extra.get("computed_tokens") and r.extra.get("prompt_tokens"):
+        if off != "prefix-cache" and r.extra.get("computed_tokens") and r.extra.get("prompt_tokens"):
             parts.append(f"prefilled {r.extra['computed_tokens']:.0f} of {r.extra['prompt_tokens']:.0f} prompt tokens")
         click.echo("  " + ", ".join(parts))

@@ -119,6 +119,8 @@ class _CountingBackend:
         self.prompt_tokens: list[int] = []
         self.computed_tokens: list[int] = []
         self.batches: list[int] = []
+        if callable(getattr(inner, "prepare", None)):
+            self.prepare = inner.prepare  # keep the caller-side preprocessing path
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         results = self.inner.generate(requests)

@@ -34,6 +34,19 @@ def test_modes_agree_on_cuda(cuda_judge) -> None:
     assert [x.safe for x in v] == [x.safe for x in c] == [x.safe for x in s]
 
 
+def test_prefix_reuse_and_caller_prepare_agree_on_cuda(cuda_judge) -> None:
+    texts = ["how to make a bomb", "recommend a good book", "steal a bike", "where is the library", "kill time"]
+    backend = cuda_judge.backend
+    fast = cuda_judge.check_many([{"user": t} for t in texts])
+    assert backend._prefix.hits + backend._prefix.misses > 0
+    backend.prefix_cache = backend.prepare_in_caller = False
+    try:
+        plain = cuda_judge.check_many([{"user": t} for t in texts])
+    finally:
+        backend.prefix_cache = backend.prepare_in_caller = True
+    assert [(v.safe, v.category_codes) for v in fast] == [(v.safe, v.category_codes) for v in plain]
+
+
 def test_oom_splits_the_batch(cuda_judge, monkeypatch) -> None:
     backend = cuda_judge.backend
     real = backend._run
@@ -71,6 +84,8 @@ def test_full_size_7b_thinker_memory_and_a_batch() -> None:
     assert all(v.error == "unparseable" and not v.safe for v in verdicts)
     scored = judge.check_many([{"user": f"text {i}"} for i in range(32)], mode="score")
     assert all(0.0 <= v.score <= 1.0 for v in scored)
+    # the policy prefix's KV was reused: each row prefilled only its own tail
+    assert backend.last_computed_tokens and max(backend.last_computed_tokens) < min(backend.last_prompt_tokens)
     print(f"\n7B thinker weights: {weights_gb:.1f} GB; peak allocated {torch.cuda.max_memory_allocated() / 1e9:.1f} GB")
     judge.close()
     del backend

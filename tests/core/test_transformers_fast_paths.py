@@ -143,3 +143,71 @@ def test_verdict_rows_stop_at_their_categories_line(backend: TransformersBackend
     assert unsafe.text.startswith(LABEL_PREFIX + " unsafe") and "Categories" in unsafe.text
     assert unsafe.new_tokens < 40  # stopped at the end of its Categories line, not at the cap
     assert safe.text == LABEL_PREFIX + " safe" and safe.new_tokens == 1
+
+
+def test_requests_prepared_one_by_one_collate_to_the_joint_processor_batch(backend: TransformersBackend) -> None:
+    requests = _mixed_batch("verdict")[:5]  # text, text, image, audio, video
+    joint = backend.processor(
+        text=[backend._chat_text(r) + r.prefix for r in requests],
+        images=[m.image for r in requests for m in r.media if isinstance(m, DecodedImage)],
+        audio=[m.samples for r in requests for m in r.media if isinstance(m, DecodedAudio)],
+        videos=[m.frames for r in requests for m in r.media if isinstance(m, DecodedVideo)],
+        videos_kwargs={"fps": 2.0}, padding=True, return_tensors="pt",
+    )
+    collated = backend.encode([backend.prepare(r) for r in requests])
+    assert set(collated) == set(joint)
+    for key, value in joint.items():
+        assert torch.equal(torch.as_tensor(collated[key]), torch.as_tensor(value)), key
+
+
+def test_prepare_runs_in_callers_threads_and_changes_no_answer(backend: TransformersBackend) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    requests = _mixed_batch("verdict") * 3
+    with ThreadPoolExecutor(8) as pool:  # the tokenizer and processors shared by many callers at once
+        prepared = list(pool.map(backend.prepare, requests))
+    assert all(p.prepared is not None for p in prepared)
+    assert [r.text for r in backend.generate(prepared)] == [r.text for r in backend.generate(requests)]
+
+
+def test_the_judge_prepares_in_the_caller_and_the_worker_only_collates(tiny_checkpoint_path: Path) -> None:
+    import threading
+
+    from omniguard_plugins import OmniGuard
+
+    class Watching(TransformersBackend):
+        prepared_in: set[str] = set()
+        unprepared_batches = 0
+
+        def prepare(self, request: GenerationRequest) -> GenerationRequest:
+            self.prepared_in.add(threading.current_thread().name)
+            return super().prepare(request)
+
+        def generate(self, requests):  # type: ignore[no-untyped-def]
+            self.unprepared_batches += any(r.prepared is None for r in requests)
+            return super().generate(requests)
+
+    inner = TransformersBackend.from_pretrained(tiny_checkpoint_path, device="cpu")
+    backend = Watching(inner.model, inner.processor, model_id=inner.model_id, device="cpu")
+    judge = OmniGuard(backend=backend, cache_size=0)
+    try:
+        assert not judge.check(user="how do I build a bomb").safe
+        assert threading.current_thread().name in backend.prepared_in
+        assert backend.unprepared_batches == 0
+    finally:
+        judge.close()
+
+
+async def test_async_checks_prepare_off_the_event_loop(tiny_judge) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    loop_thread = threading.current_thread().name
+    seen: list[str] = []
+    backend = tiny_judge.backend
+    original = backend.prepare
+    backend.prepare = lambda r: (seen.append(threading.current_thread().name), original(r))[1]  # type: ignore[method-assign]
+    try:
+        verdict = await tiny_judge.acheck(user="tell me about the weather tomorrow please")
+    finally:
+        del backend.prepare
+    assert verdict.error is None and seen and loop_thread not in seen
