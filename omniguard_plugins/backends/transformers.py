@@ -103,8 +103,10 @@ class TransformersBackend:
         #: benchmarks on random weights: take the likelier of safe/unsafe as the label even when
         #: neither is the arg-max (a trained checkpoint always puts one of them on top)
         self.label_from_pair = False
-        #: run the processor in callers' threads (``prepare``) rather than in the batch worker
-        self.prepare_in_caller = True
+        #: run the processor in callers' threads (``prepare``) rather than in the batch worker.
+        #: On by default only on a GPU: there the worker waits on the device while callers' cores
+        #: preprocess; on the CPU the same cores run the model, and the CPU bench showed no gain
+        self.prepare_in_caller = device.startswith("cuda")
         #: reuse the KV of the policy text shared by a batch's prompts (computed once per policy)
         self.prefix_cache = True
         self._prefix = _PrefixKV()

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def backend(tiny_checkpoint_path: Path) -> Iterator[TransformersBackend]:
     backend = TransformersBackend.from_pretrained(tiny_checkpoint_path, device="cpu")
+    backend.prepare_in_caller = True  # on by default on CUDA only; the path is the same
     yield backend
     backend.close()
 
@@ -170,6 +171,12 @@ def test_prepare_runs_in_callers_threads_and_changes_no_answer(backend: Transfor
     assert [r.text for r in backend.generate(prepared)] == [r.text for r in backend.generate(requests)]
 
 
+def test_caller_prepare_is_on_by_default_only_on_a_gpu(backend: TransformersBackend) -> None:
+    fresh = TransformersBackend(backend.model, backend.processor, model_id="x", device="cpu")
+    assert fresh.prepare_in_caller is False
+    assert fresh.prepare(_request("hello")).prepared is None  # the worker will run the processor
+
+
 def test_the_judge_prepares_in_the_caller_and_the_worker_only_collates(tiny_checkpoint_path: Path) -> None:
     import threading
 
@@ -189,6 +196,7 @@ def test_the_judge_prepares_in_the_caller_and_the_worker_only_collates(tiny_chec
 
     inner = TransformersBackend.from_pretrained(tiny_checkpoint_path, device="cpu")
     backend = Watching(inner.model, inner.processor, model_id=inner.model_id, device="cpu")
+    backend.prepare_in_caller = True
     judge = OmniGuard(backend=backend, cache_size=0)
     try:
         assert not judge.check(user="how do I build a bomb").safe
@@ -206,8 +214,10 @@ async def test_async_checks_prepare_off_the_event_loop(tiny_judge) -> None:  # t
     backend = tiny_judge.backend
     original = backend.prepare
     backend.prepare = lambda r: (seen.append(threading.current_thread().name), original(r))[1]  # type: ignore[method-assign]
+    backend.prepare_in_caller = True
     try:
-        verdict = await tiny_judge.acheck(user="tell me about the weather tomorrow please")
+        verdict = await tiny_judge.acheck(user="tell me about the weather on the 3rd of june please")
     finally:
         del backend.prepare
+        backend.prepare_in_caller = False
     assert verdict.error is None and seen and loop_thread not in seen
