@@ -14,11 +14,12 @@ export OMNIGUARD_TINY_CACHE=/tmp/omniguard-tiny
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 echo "== GPU tests"
-timeout 100 python3 -m pytest -q -p no:cacheprovider tests/gpu -x -s 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+timeout 90 python3 -m pytest -q -p no:cacheprovider tests/gpu -x -s 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 BENCH="python3 -m omniguard_plugins.cli bench --random-weights --arch omniguard-7b --device cuda"
-echo "== fast paths, each turned off in the same run (saturated, c32)"
-timeout 110 $BENCH --workloads text,image --modes score,verdict --concurrency 32 --requests 64 --no-naive \
-  --without prefix-cache,caller-prepare --budget-s 80 --json "$OUT/ablation.json" 2>&1 | tee "$OUT/ablation.log"
-echo "== benchmark (every fast path on)"
-timeout 200 $BENCH --workloads text,image,audio --modes verdict,score,critique --concurrency 1,32 --requests 64 \
-  --naive-requests 2 --critique-tokens 128 --budget-s 150 --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
+echo "== fast paths, each turned off in the same run (c32; decode-graphs is off by default, on here)"
+timeout 120 $BENCH --workloads text,image --modes score,verdict,critique --concurrency 32 --requests 32 --no-naive \
+  --critique-tokens 128 --with decode-graphs --without prefix-cache,caller-prepare,decode-graphs --budget-s 85 \
+  --json "$OUT/ablation.json" 2>&1 | tee "$OUT/ablation.log"
+echo "== benchmark (default fast paths)"
+timeout 150 $BENCH --workloads text,image,audio --modes verdict,score,critique --concurrency 1,32 --requests 64 \
+  --naive-requests 2 --critique-tokens 128 --budget-s 110 --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"

@@ -107,6 +107,12 @@ class TransformersBackend:
         #: On by default only on a GPU: there the worker waits on the device while callers' cores
         #: preprocess; on the CPU the same cores run the model, and the CPU bench showed no gain
         self.prepare_in_caller = device.startswith("cuda")
+        #: decode over persistent static KV buffers with one captured CUDA graph per batch size
+        #: (eager static steps on the CPU). Off until a GPU benchmark shows it pays
+        self.decode_graphs = False
+        #: the largest decode batch the static buffers hold (larger batches decode dynamically)
+        self.decode_max_batch = 32
+        self._static: Any = None
         #: reuse the KV of the policy text shared by a batch's prompts (computed once per policy)
         self.prefix_cache = True
         self._prefix = _PrefixKV()
@@ -115,6 +121,10 @@ class TransformersBackend:
         #: tokens the last generate call actually prefilled (each prompt less a reused prefix)
         self.last_computed_tokens: list[int] = []
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        # the thinker's forward ignores ``logits_to_keep`` and projects every position onto the
+        # 152k vocabulary ([32, 570, 152064] bf16 is 5.5 GB); only the last position is ever read
+        self._last_logits_only = False
+        model.lm_head.register_forward_pre_hook(self._keep_last_position)
         self._eos_id = self.tokenizer.convert_tokens_to_ids("<|im_end|>")
         # tokens that can end a line: only after one can a verdict's Categories line be complete
         vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
@@ -166,6 +176,7 @@ class TransformersBackend:
     def close(self) -> None:
         self.model = None
         self._prefix.clear()
+        self._static = None
         try:
             import torch
 
@@ -372,36 +383,48 @@ class TransformersBackend:
         reqs = [requests[i] for i in rows]
         verdict = reqs[0].mode == "verdict"
         max_new = self.verdict_max_new_tokens if verdict else max(r.max_new_tokens for r in reqs)
-        cache, mask, position = state.cache, state.attention_mask, state.next_position
-        if len(rows) != len(requests):
-            keep = torch.tensor(rows, device=self.device)
-            cache.batch_select_indices(keep)
-            mask, position = mask[keep], position[keep]
         generated: list[list[int]] = [[t] for t in first]
         live = [not self._finished(r, g, max_new, verdict) for r, g in zip(reqs, generated)]
-        slots = list(range(len(reqs)))  # batch slot -> index into reqs
-        current = torch.tensor(list(first), device=self.device)
-        while any(live[r] for r in slots):
-            if sum(live[r] for r in slots) <= 0.75 * len(slots):
+        if any(live):
+            index = torch.tensor(rows, device=self.device)
+            position = state.next_position[index]
+            run = self._decode_run(state, index, len(rows) != len(requests), max_new)
+            slots = list(range(len(reqs)))  # batch slot -> index into reqs
+            current = torch.tensor(list(first), device=self.device)
+            while any(live[r] for r in slots):
                 keep_slots = [s for s, r in enumerate(slots) if live[r]]
-                keep = torch.tensor(keep_slots, device=self.device)
-                cache.batch_select_indices(keep)
-                mask, position, current = mask[keep], position[keep], current[keep]
-                slots = [slots[s] for s in keep_slots]
-            mask = torch.cat([mask, mask.new_ones(len(slots), 1)], dim=1)
-            out = self._forward(current[:, None], mask, position.view(1, -1, 1).expand(3, -1, -1), cache, {})
-            position = position + 1
-            current = out.logits[:, -1, :].argmax(dim=-1)
-            for slot, token in enumerate(current.tolist()):
-                r = slots[slot]
-                if live[r]:
-                    generated[r].append(token)
-                    live[r] = not self._finished(reqs[r], generated[r], max_new, verdict)
+                if run.should_shrink(len(keep_slots), len(slots)):
+                    run.keep(keep_slots)
+                    keep = torch.tensor(keep_slots, device=self.device)
+                    position, current = position[keep], current[keep]
+                    slots = [slots[s] for s in keep_slots]
+                current = run.step(current, position)
+                position = position + 1
+                for slot, token in enumerate(current.tolist()):
+                    r = slots[slot]
+                    if live[r]:
+                        generated[r].append(token)
+                        live[r] = not self._finished(reqs[r], generated[r], max_new, verdict)
         results = []
         for req, ids in zip(reqs, generated):
             text = req.prefix + self.tokenizer.decode(ids, skip_special_tokens=True)
             results.append(GenerationResult(text=truncate_to_verdict(text) if verdict else text, new_tokens=len(ids)))
         return results
+
+    def _decode_run(self, state: _Prefill, index: Any, select: bool, max_new: int) -> Any:
+        """Decode steps over the static buffers (``decode_graphs``) or the prefill's own KV."""
+        mask = state.attention_mask[index] if select else state.attention_mask
+        if self.decode_graphs and len(index) <= self.decode_max_batch:
+            if self._static is None:
+                from ._static_decode import StaticDecoder
+
+                self._static = StaticDecoder(self.model, cache_arg=self._cache_arg, max_batch=self.decode_max_batch,
+                                             capture=True)
+            layer_kv = [(k[index], v[index]) if select else (k, v) for k, v in _layer_kv(state.cache)]
+            return self._static.load(layer_kv, mask, max_new)
+        if select:
+            state.cache.batch_select_indices(index)
+        return _DynamicRun(self, state.cache, mask)
 
     def _finished(self, req: GenerationRequest, ids: list[int], max_new: int, verdict: bool) -> bool:
         if len(ids) >= max_new:
@@ -413,11 +436,22 @@ class TransformersBackend:
         return False
 
     def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any, media: dict[str, Any], *, use_cache: bool = True) -> Any:
+        """One thinker forward; ``logits`` holds the last position only."""
         kwargs: dict[str, Any] = {self._cache_arg: cache} if cache is not None else {}
-        return self.model(
-            input_ids=self._to_device(ids), attention_mask=self._to_device(mask), position_ids=self._to_device(positions),
-            use_cache=use_cache, logits_to_keep=1, use_audio_in_video=False, **kwargs, **media,
-        )
+        self._last_logits_only = True
+        try:
+            return self.model(
+                input_ids=self._to_device(ids), attention_mask=self._to_device(mask),
+                position_ids=self._to_device(positions), use_cache=use_cache, logits_to_keep=1,
+                use_audio_in_video=False, **kwargs, **media,
+            )
+        finally:
+            self._last_logits_only = False
+
+    def _keep_last_position(self, module: Any, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        if self._last_logits_only and args and args[0].dim() == 3:
+            return (args[0][:, -1:, :], *args[1:])
+        return None
 
     def _positions(self, ids: Any, mask: Any, batch: Any) -> Any:
         """Qwen2.5-Omni's 3-D (time, height, width) rope positions, computed on the CPU before the
@@ -544,6 +578,38 @@ class _PrefixKV:
 
     def __len__(self) -> int:
         return len(self._kv)
+
+
+class _DynamicRun:
+    """Decode steps that grow the prefill's DynamicCache (no graphs; any batch size)."""
+
+    def __init__(self, backend: TransformersBackend, cache: Any, mask: torch.Tensor) -> None:
+        self.backend, self.cache, self.mask = backend, cache, mask
+
+    def should_shrink(self, live: int, slots: int) -> bool:
+        return live <= 0.75 * slots
+
+    def keep(self, slots: list[int]) -> None:
+        import torch
+
+        index = torch.tensor(slots, device=self.mask.device)
+        self.cache.batch_select_indices(index)
+        self.mask = self.mask[index]
+
+    def step(self, tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(tokens), 1)], dim=1)
+        out = self.backend._forward(tokens[:, None], self.mask, positions.view(1, -1, 1).expand(3, -1, -1), self.cache, {})
+        return out.logits[:, -1, :].argmax(dim=-1)
+
+
+def _layer_kv(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-layer (keys, values) of a DynamicCache, across transformers versions."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        return [(layer.keys, layer.values) for layer in layers]
+    return list(zip(cache.key_cache, cache.value_cache))
 
 
 def _collate(rows: Sequence[dict[str, Any]], pad_id: int) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import click
 __all__ = ["bench"]
 
 #: fast paths ``--without`` can turn off, and the backend attribute that switches each
-FAST_PATHS = {"prefix-cache": "prefix_cache", "caller-prepare": "prepare_in_caller"}
+FAST_PATHS = {"prefix-cache": "prefix_cache", "caller-prepare": "prepare_in_caller", "decode-graphs": "decode_graphs"}
 
 
 def _csv(value: str) -> list[str]:
@@ -35,21 +35,23 @@ def _csv(value: str) -> list[str]:
 @click.option("--naive-requests", default=2, type=int)
 @click.option("--max-batch", default=32, type=int)
 @click.option("--critique-tokens", default=256, type=int)
+@click.option("--with", "enable", default="", help="Comma list of fast paths to turn on for the whole run (decode-graphs is off by default).")
 @click.option("--without", "ablate", default="",
-              help="Comma list of fast paths (prefix-cache, caller-prepare) to also measure turned off, each row in the same run.")
+              help="Comma list of fast paths (prefix-cache, caller-prepare, decode-graphs) to also measure turned off, each row in the same run.")
 @click.option("--budget-s", default=0.0, type=float, help="Skip measurements once this many seconds have passed (0: no limit).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all results as JSON.")
 def bench(model: str | None, random_weights: bool, arch: str, device: str, workloads: str, modes: str,
           concurrency: str, n_requests: int, naive: bool, naive_requests: int, max_batch: int,
-          critique_tokens: int, ablate: str, budget_s: float, json_out: str | None) -> None:
+          critique_tokens: int, enable: str, ablate: str, budget_s: float, json_out: str | None) -> None:
     """Measure the judge. On the CPU use the ratios only; absolute numbers come from a GPU."""
     from ..backends.transformers import TransformersBackend, _resolve_device
     from .harness import HEADER, make_checks, matmul_tflops, run_bench
 
-    unknown = set(_csv(ablate)) - set(FAST_PATHS)
-    if unknown:
-        raise click.BadParameter(f"unknown fast path(s) {', '.join(sorted(unknown))}; one of {', '.join(FAST_PATHS)}",
-                                 param_hint="--without")
+    for option, value in (("--with", enable), ("--without", ablate)):
+        unknown = set(_csv(value)) - set(FAST_PATHS)
+        if unknown:
+            raise click.BadParameter(f"unknown fast path(s) {', '.join(sorted(unknown))}; one of {', '.join(FAST_PATHS)}",
+                                     param_hint=option)
     started = time.perf_counter()
     dev = _resolve_device(device)
     t0 = time.perf_counter()
@@ -71,6 +73,10 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
             label_model = model
         backend = TransformersBackend.from_pretrained(model, device=dev)
     load_s = time.perf_counter() - t0
+    for path in _csv(enable):
+        setattr(backend, FAST_PATHS[path], True)
+    paths_on = {path: bool(getattr(backend, attr)) for path, attr in FAST_PATHS.items()}
+    click.echo(f"# fast paths on: {', '.join(p for p, on in paths_on.items() if on) or 'none'}")
     click.echo(f"# model: {label_model} ({backend.parameter_count / 1e9:.2f}B params, loaded in {load_s:.1f}s) on {_device_name(dev)}")
     tflops = matmul_tflops(dev)
     if tflops:
@@ -104,7 +110,7 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
                 real_mode = "verdict" if mode == "explain" else mode
                 for off in [*_csv(ablate), None]:
                     for path, attr in FAST_PATHS.items():
-                        setattr(backend, attr, path != off)
+                        setattr(backend, attr, paths_on[path] and path != off)
                     label = f"{label_model[:18]}{f' -{off}' if off else ''}"
                     results.append(run_bench(backend, checks(n), label=label[:28], workload=workload, mode=real_mode,
                                              concurrency=conc, max_batch=max_batch, max_new_tokens=critique_tokens,

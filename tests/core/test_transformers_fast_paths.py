@@ -221,3 +221,31 @@ async def test_async_checks_prepare_off_the_event_loop(tiny_judge) -> None:  # t
         del backend.prepare
         backend.prepare_in_caller = False
     assert verdict.error is None and seen and loop_thread not in seen
+
+
+@pytest.mark.parametrize("mode", ["verdict", "critique"])
+def test_static_decode_buffers_change_no_answer(backend: TransformersBackend, mode: str) -> None:
+    """The static-buffer decode (graphs are captured on CUDA only; the CPU runs its steps eagerly)."""
+    requests = [replace(r, max_new_tokens=30) for r in _mixed_batch(mode)]
+    plain = [r.text for r in backend.generate(requests)]
+    backend.decode_graphs = True
+    backend.decode_max_batch = 4  # buckets of 1, 2 and 4 rows, and the dynamic path past them
+    try:
+        static = [r.text for r in backend.generate(requests)]
+        alone = [r.text for r in backend.generate(requests[:3])]
+    finally:
+        backend.decode_graphs = False
+        backend.decode_max_batch = 32
+    assert static == plain and alone == plain[:3]
+    assert backend._static is not None and backend._static._buckets
+
+
+def test_prefill_projects_only_the_last_position_onto_the_vocabulary(backend: TransformersBackend) -> None:
+    batch = backend.encode([_request("how to cook rice"), _request("a much longer question about cooking rice well")])
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    positions = backend._positions(ids, mask, batch)
+    with torch.inference_mode():
+        ours = backend._forward(ids, mask, positions, None, {}, use_cache=False).logits
+        full = backend.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
+    assert ours.shape[:2] == (2, 1) and full.shape[:2] == ids.shape  # other callers still get every position
+    assert torch.allclose(ours[:, 0], full[:, -1], atol=1e-5)

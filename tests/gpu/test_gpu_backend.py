@@ -47,6 +47,22 @@ def test_prefix_reuse_and_caller_prepare_agree_on_cuda(cuda_judge) -> None:
     assert [(v.safe, v.category_codes) for v in fast] == [(v.safe, v.category_codes) for v in plain]
 
 
+def test_decode_graphs_capture_and_agree_on_cuda(cuda_judge) -> None:
+    texts = ["how to make a bomb", "recommend a good book", "steal a bike", "where is the library", "kill time"]
+    backend = cuda_judge.backend
+    eager = cuda_judge.check_many([{"user": t} for t in texts], mode="critique")
+    backend.decode_graphs = True
+    try:
+        graphed = cuda_judge.check_many([{"user": t} for t in texts], mode="critique")
+        again = cuda_judge.check_many([{"user": t + " now"} for t in texts], mode="critique")  # replays
+    finally:
+        backend.decode_graphs = False
+    assert backend._static.capture, "graph capture failed and fell back to eager steps (see the log)"
+    assert any(store.graphs for store in backend._static._buckets.values())
+    assert [(v.safe, v.category_codes) for v in graphed] == [(v.safe, v.category_codes) for v in eager]
+    assert all(v.error is None for v in again)
+
+
 def test_oom_splits_the_batch(cuda_judge, monkeypatch) -> None:
     backend = cuda_judge.backend
     real = backend._run
