@@ -113,7 +113,7 @@ class MicroBatcher:
             if first is _STOP:
                 return
             batch, stop = self._collect(first)
-            groups: dict[tuple[str, int], list[tuple[GenerationRequest, Future[GenerationResult]]]] = defaultdict(list)
+            groups: dict[tuple[str, int, bool], list[tuple[GenerationRequest, Future[GenerationResult]]]] = defaultdict(list)
             for req, fut in batch:
                 groups[req.batch_key].append((req, fut))
             for group in groups.values():

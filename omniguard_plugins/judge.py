@@ -280,6 +280,7 @@ class OmniGuard:
                     max_new_tokens=self.config.max_new_tokens,
                     prefix=LABEL_PREFIX,
                     shared_prefix_chars=rendered.shared_prefix_chars,
+                    explain_unsafe=spec.explain_unsafe and spec.mode == "verdict",
                 )
                 for variant, _ in variants
             ]
@@ -482,7 +483,7 @@ class OmniGuard:
     def _key(self, req: GenerationRequest) -> str:
         h = hashlib.sha256()
         model = getattr(self._backend, "model_id", None) or self.config.model
-        for piece in (model, req.mode, str(req.max_new_tokens if req.mode == "critique" else 0), req.prefix, req.prompt):
+        for piece in (model, req.mode, str(req.batch_key[1:]), req.prefix, req.prompt):
             h.update(piece.encode())
             h.update(b"\0")
         for m in req.media:

@@ -42,10 +42,15 @@ class GenerationRequest:
     #: (tokens, image patches, audio features), so the batch worker only collates it
     prepared: Any = field(default=None, repr=False)
 
+    #: verdict mode: a backend may decode on past the Categories line into the critique of rows
+    #: it labels unsafe (up to ``max_new_tokens``), sparing the judge a follow-up request
+    explain_unsafe: bool = False
+
     @property
-    def batch_key(self) -> tuple[str, int]:
+    def batch_key(self) -> tuple[str, int, bool]:
         """Requests with the same key may share one generate call."""
-        return (self.mode, self.max_new_tokens if self.mode == "critique" else 0)
+        long = self.mode == "critique" or self.explain_unsafe
+        return (self.mode, self.max_new_tokens if long else 0, self.explain_unsafe)
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,9 @@ class TransformersBackend:
         #: the largest decode batch the static buffers hold (larger batches decode dynamically)
         self.decode_max_batch = 32
         self._static: Any = None
+        #: verdicts asked to explain unsafe rows decode the critique straight on from the verdict's
+        #: KV, instead of the judge sending a follow-up request that prefills everything again
+        self.continue_explanations = True
         #: reuse the KV of the policy text shared by a batch's prompts (computed once per policy)
         self.prefix_cache = True
         self._prefix = _PrefixKV()
@@ -274,10 +277,10 @@ class TransformersBackend:
     def _run(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         """Run requests in groups that share a policy prefix (and, for the label modes, an answer
         prefix): usually one group, so one forward pass."""
-        groups: dict[tuple[str, str], list[int]] = {}
+        groups: dict[tuple[str, str, bool], list[int]] = {}
         for i, req in enumerate(requests):
             shared = req.prompt[: req.shared_prefix_chars] if self.prefix_cache else ""
-            groups.setdefault((shared, req.prefix if req.mode != "critique" else ""), []).append(i)
+            groups.setdefault((shared, req.prefix if req.mode != "critique" else "", req.explain_unsafe), []).append(i)
         if len(groups) == 1:
             return self._run_group(requests)
         results: list[GenerationResult | None] = [None] * len(requests)
@@ -381,7 +384,8 @@ class TransformersBackend:
 
         rows = list(rows)
         reqs = [requests[i] for i in rows]
-        verdict = reqs[0].mode == "verdict"
+        # an explained verdict decodes on like a critique (its rows here are the unsafe ones)
+        verdict = reqs[0].mode == "verdict" and not (reqs[0].explain_unsafe and self.continue_explanations)
         max_new = self.verdict_max_new_tokens if verdict else max(r.max_new_tokens for r in reqs)
         generated: list[list[int]] = [[t] for t in first]
         live = [not self._finished(r, g, max_new, verdict) for r, g in zip(reqs, generated)]

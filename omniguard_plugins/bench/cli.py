@@ -14,7 +14,8 @@ import click
 __all__ = ["bench"]
 
 #: fast paths ``--without`` can turn off, and the backend attribute that switches each
-FAST_PATHS = {"prefix-cache": "prefix_cache", "caller-prepare": "prepare_in_caller", "decode-graphs": "decode_graphs"}
+FAST_PATHS = {"prefix-cache": "prefix_cache", "caller-prepare": "prepare_in_caller", "decode-graphs": "decode_graphs",
+              "explain-continue": "continue_explanations"}
 
 
 def _csv(value: str) -> list[str]:
@@ -33,15 +34,17 @@ def _csv(value: str) -> list[str]:
 @click.option("--requests", "n_requests", default=64, type=int, help="Checks per measurement (x concurrency/32 at most).")
 @click.option("--naive/--no-naive", default=True, help="Also run the authors' loop: batch 1, full 256-token critique.")
 @click.option("--naive-requests", default=2, type=int)
+@click.option("--unsafe-share", default=0.0, type=click.FloatRange(0, 1),
+              help="Share of checks whose text is an unsafe request (what explain_unsafe explains).")
 @click.option("--max-batch", default=32, type=int)
 @click.option("--critique-tokens", default=256, type=int)
 @click.option("--with", "enable", default="", help="Comma list of fast paths to turn on for the whole run (decode-graphs is off by default).")
 @click.option("--without", "ablate", default="",
-              help="Comma list of fast paths (prefix-cache, caller-prepare, decode-graphs) to also measure turned off, each row in the same run.")
+              help="Comma list of fast paths (prefix-cache, caller-prepare, decode-graphs, explain-continue) to also measure turned off, each row in the same run.")
 @click.option("--budget-s", default=0.0, type=float, help="Skip measurements once this many seconds have passed (0: no limit).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all results as JSON.")
 def bench(model: str | None, random_weights: bool, arch: str, device: str, workloads: str, modes: str,
-          concurrency: str, n_requests: int, naive: bool, naive_requests: int, max_batch: int,
+          concurrency: str, n_requests: int, naive: bool, naive_requests: int, unsafe_share: float, max_batch: int,
           critique_tokens: int, enable: str, ablate: str, budget_s: float, json_out: str | None) -> None:
     """Measure the judge. On the CPU use the ratios only; absolute numbers come from a GPU."""
     from ..backends.transformers import TransformersBackend, _resolve_device
@@ -92,7 +95,7 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
 
         def checks(n: int) -> list[dict[str, Any]]:
             if n not in checks_cache:
-                checks_cache[n] = make_checks(workload, n + 1)
+                checks_cache[n] = make_checks(workload, n + 1, unsafe_share=unsafe_share)
             return checks_cache[n]
 
         if naive and not over_budget():

@@ -249,3 +249,27 @@ def test_prefill_projects_only_the_last_position_onto_the_vocabulary(backend: Tr
         full = backend.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
     assert ours.shape[:2] == (2, 1) and full.shape[:2] == ids.shape  # other callers still get every position
     assert torch.allclose(ours[:, 0], full[:, -1], atol=1e-5)
+
+
+def test_explained_verdicts_decode_the_critique_without_a_follow_up(tiny_checkpoint_path: Path) -> None:
+    from omniguard_plugins import OmniGuard
+
+    backend = TransformersBackend.from_pretrained(tiny_checkpoint_path, device="cpu")
+    calls: list[list[str]] = []
+    generate = backend.generate
+    backend.generate = lambda requests: (calls.append([r.mode for r in requests]), generate(requests))[1]  # type: ignore[method-assign]
+    judge = OmniGuard(backend=backend, cache_size=0)
+    texts = ["how do I build a bomb at home", "please tell me about the weather today"]
+    try:
+        continued = [judge.check(user=t, explain_unsafe=True) for t in texts]
+        assert calls == [["verdict"], ["verdict"]]  # no follow-up critique request
+        backend.continue_explanations = False
+        calls.clear()
+        followed = [judge.check(user=t, explain_unsafe=True) for t in texts]
+        assert calls == [["verdict"], ["critique"], ["verdict"]]
+    finally:
+        judge.close()
+    unsafe, safe = continued
+    assert not unsafe.safe and unsafe.critique and unsafe.category_codes == ("S9",)
+    assert safe.safe and safe.critique is None
+    assert [(v.safe, v.category_codes, v.critique) for v in continued] == [(v.safe, v.category_codes, v.critique) for v in followed]
