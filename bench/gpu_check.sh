@@ -17,8 +17,8 @@ echo "== GPU tests"
 timeout 90 python3 -m pytest -q -p no:cacheprovider tests/gpu -x -s 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 BENCH="python3 -m omniguard_plugins.cli bench --random-weights --arch omniguard-7b --device cuda"
 echo "== fast paths, each turned off in the same run (c32; decode-graphs is off by default, on here)"
-timeout 120 $BENCH --workloads text,image --modes score,verdict,critique --concurrency 32 --requests 32 --no-naive \
-  --critique-tokens 128 --with decode-graphs --without prefix-cache,caller-prepare,decode-graphs --budget-s 85 \
+timeout 120 $BENCH --workloads text,image --modes score,critique --concurrency 32 --requests 32 --no-naive \
+  --critique-tokens 128 --with decode-graphs --without prefix-cache,caller-prepare,decode-graphs,media-cache --budget-s 85 \
   --json "$OUT/ablation.json" 2>&1 | tee "$OUT/ablation.log"
 echo "== benchmark (default fast paths)"
 timeout 150 $BENCH --workloads text,image,audio --modes verdict,score,critique --concurrency 1,32 --requests 64 \

@@ -113,6 +113,14 @@ class TransformersBackend:
         #: the largest decode batch the static buffers hold (larger batches decode dynamically)
         self.decode_max_batch = 32
         self._static: Any = None
+        #: fill media placeholders from cached tower outputs (by content hash): a conversation's
+        #: image goes through the vision tower once, not on every later check
+        from ._media_features import KINDS as MEDIA_KINDS
+        from ._media_features import MediaFeatureCache
+
+        self.cache_media_features = True
+        self._media_features = MediaFeatureCache()
+        self._media_token_ids = {kind: self.tokenizer.convert_tokens_to_ids(token) for kind, token, _ in MEDIA_KINDS}
         #: verdicts asked to explain unsafe rows decode the critique straight on from the verdict's
         #: KV, instead of the judge sending a follow-up request that prefills everything again
         self.continue_explanations = True
@@ -179,6 +187,7 @@ class TransformersBackend:
     def close(self) -> None:
         self.model = None
         self._prefix.clear()
+        self._media_features.clear()
         self._static = None
         try:
             import torch
@@ -349,6 +358,9 @@ class TransformersBackend:
         lengths = mask.sum(dim=1)
         self.last_prompt_tokens += lengths.tolist()
         media = {k: self._to_device(v) for k, v in batch.items()}
+        from ._media_features import media_keys
+
+        keys = media_keys(requests) if self.cache_media_features else None
         shared = self._shared_prefix(requests, ids, lengths)
         cache = None
         if shared is not None:
@@ -363,11 +375,11 @@ class TransformersBackend:
             cache = copy.deepcopy(prefix_kv)
             cache.batch_repeat_interleave(len(requests))
             self.last_computed_tokens += (lengths - len(prefix_ids)).tolist()
-            out = self._forward(rest, mask, positions[:, :, len(prefix_ids):], cache, media)
+            out = self._forward_with_media(rest, mask, positions[:, :, len(prefix_ids):], cache, media, keys)
         else:
             positions = self._positions(ids, mask, batch)
             self.last_computed_tokens += lengths.tolist()
-            out = self._forward(ids, mask, positions, None, media, use_cache=keep_cache)
+            out = self._forward_with_media(ids, mask, positions, None, media, keys, use_cache=keep_cache)
         next_position = positions[:, :, -1].max(dim=0).values + 1
         return _Prefill(
             logits=out.logits[:, -1, :].float(),
@@ -439,15 +451,28 @@ class TransformersBackend:
             return bool(_CATEGORIES_DONE.search(req.prefix + self.tokenizer.decode(ids, skip_special_tokens=True)))
         return False
 
-    def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any, media: dict[str, Any], *, use_cache: bool = True) -> Any:
+    def _forward_with_media(self, ids: Any, mask: Any, positions: Any, cache: Any, media: dict[str, Any],
+                            keys: dict[str, list[Any]] | None, *, use_cache: bool = True) -> Any:
+        """A prefill forward whose media placeholders are filled from the tower-output cache
+        (``keys`` given and media present), or by the model from the raw media."""
+        if keys is None or not any(keys.values()):
+            return self._forward(ids, mask, positions, cache, media, use_cache=use_cache)
+        embeds = self._media_features.embed(self.model, ids, media, keys, self._media_token_ids)
+        return self._forward(None, mask, positions, cache, {}, use_cache=use_cache, embeds=embeds)
+
+    def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any, media: dict[str, Any], *, use_cache: bool = True,
+                 embeds: Any = None) -> Any:
         """One thinker forward; ``logits`` holds the last position only."""
         kwargs: dict[str, Any] = {self._cache_arg: cache} if cache is not None else {}
+        if embeds is not None:
+            kwargs["inputs_embeds"] = embeds
+        else:
+            kwargs["input_ids"] = self._to_device(ids)
         self._last_logits_only = True
         try:
             return self.model(
-                input_ids=self._to_device(ids), attention_mask=self._to_device(mask),
-                position_ids=self._to_device(positions), use_cache=use_cache, logits_to_keep=1,
-                use_audio_in_video=False, **kwargs, **media,
+                attention_mask=self._to_device(mask), position_ids=self._to_device(positions), use_cache=use_cache,
+                logits_to_keep=1, use_audio_in_video=False, **kwargs, **media,
             )
         finally:
             self._last_logits_only = False

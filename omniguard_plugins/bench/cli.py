@@ -15,7 +15,7 @@ __all__ = ["bench"]
 
 #: fast paths ``--without`` can turn off, and the backend attribute that switches each
 FAST_PATHS = {"prefix-cache": "prefix_cache", "caller-prepare": "prepare_in_caller", "decode-graphs": "decode_graphs",
-              "explain-continue": "continue_explanations"}
+              "explain-continue": "continue_explanations", "media-cache": "cache_media_features"}
 
 
 def _csv(value: str) -> list[str]:
@@ -36,15 +36,17 @@ def _csv(value: str) -> list[str]:
 @click.option("--naive-requests", default=2, type=int)
 @click.option("--unsafe-share", default=0.0, type=click.FloatRange(0, 1),
               help="Share of checks whose text is an unsafe request (what explain_unsafe explains).")
+@click.option("--distinct-media", default=16, type=int,
+              help="Media repeat every this many checks (as a conversation's image is re-judged each turn).")
 @click.option("--max-batch", default=32, type=int)
 @click.option("--critique-tokens", default=256, type=int)
 @click.option("--with", "enable", default="", help="Comma list of fast paths to turn on for the whole run (decode-graphs is off by default).")
 @click.option("--without", "ablate", default="",
-              help="Comma list of fast paths (prefix-cache, caller-prepare, decode-graphs, explain-continue) to also measure turned off, each row in the same run.")
+              help="Comma list of fast paths (prefix-cache, caller-prepare, decode-graphs, explain-continue, media-cache) to also measure turned off, each row in the same run.")
 @click.option("--budget-s", default=0.0, type=float, help="Skip measurements once this many seconds have passed (0: no limit).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all results as JSON.")
 def bench(model: str | None, random_weights: bool, arch: str, device: str, workloads: str, modes: str,
-          concurrency: str, n_requests: int, naive: bool, naive_requests: int, unsafe_share: float, max_batch: int,
+          concurrency: str, n_requests: int, naive: bool, naive_requests: int, unsafe_share: float, distinct_media: int, max_batch: int,
           critique_tokens: int, enable: str, ablate: str, budget_s: float, json_out: str | None) -> None:
     """Measure the judge. On the CPU use the ratios only; absolute numbers come from a GPU."""
     from ..backends.transformers import TransformersBackend, _resolve_device
@@ -95,7 +97,7 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
 
         def checks(n: int) -> list[dict[str, Any]]:
             if n not in checks_cache:
-                checks_cache[n] = make_checks(workload, n + 1, unsafe_share=unsafe_share)
+                checks_cache[n] = make_checks(workload, n + 1, unsafe_share=unsafe_share, distinct=distinct_media)
             return checks_cache[n]
 
         if naive and not over_budget():

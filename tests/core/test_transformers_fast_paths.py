@@ -273,3 +273,40 @@ def test_explained_verdicts_decode_the_critique_without_a_follow_up(tiny_checkpo
     assert not unsafe.safe and unsafe.critique and unsafe.category_codes == ("S9",)
     assert safe.safe and safe.critique is None
     assert [(v.safe, v.category_codes, v.critique) for v in continued] == [(v.safe, v.category_codes, v.critique) for v in followed]
+
+
+@pytest.mark.parametrize("mode", ["verdict", "score"])
+def test_cached_tower_outputs_change_no_answer(backend: TransformersBackend, mode: str) -> None:
+    requests = _mixed_batch(mode) + [
+        _request("the same picture again", _image((20, 120, 220)), mode=mode),
+        _request("", _image((30, 200, 60), (56, 28)), mode=mode),  # image-only, green: safe where red is not
+        _request("another picture", _image((240, 240, 240), (80, 40)), mode=mode),
+    ]
+    backend.cache_media_features = False
+    try:
+        plain = _answers(backend, requests, prefix_cache=True)
+    finally:
+        backend.cache_media_features = True
+    backend._media_features.clear()
+    before = backend._media_features.misses
+    first = _answers(backend, requests, prefix_cache=True)
+    misses, hits = backend._media_features.misses, backend._media_features.hits
+    again = _answers(backend, requests, prefix_cache=True)
+    assert [t for t, _, _ in first] == [t for t, _, _ in plain] == [t for t, _, _ in again]
+    for (_, a, _), (_, b, _) in zip(again, plain):
+        assert a == b or a == pytest.approx(b, abs=1e-4)
+    if mode == "verdict":  # the image-only pair tells red from blue through the cached path
+        assert "unsafe" in first[5][0] and "unsafe" not in first[7][0]
+    # seven items, six distinct (one image twice): each computed once, then served from the cache
+    assert len(backend._media_features) == 6 and misses - before == 6
+    assert backend._media_features.hits - hits == 7 and backend._media_features.misses == misses
+
+
+def test_tower_cache_stays_within_its_byte_budget(backend: TransformersBackend) -> None:
+    from omniguard_plugins.backends._media_features import MediaFeatureCache
+
+    cache = MediaFeatureCache(max_bytes=3 * 4 * 100)
+    for i in range(5):
+        cache.put(("image", i), torch.zeros(100, dtype=torch.float32))
+    assert len(cache) == 3 and cache.bytes <= cache.max_bytes
+    assert cache.get(("image", 0)) is None and cache.get(("image", 4)) is not None

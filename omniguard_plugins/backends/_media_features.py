@@ -1,0 +1,139 @@
+"""Vision and audio tower outputs, cached by the media's content hash.
+
+Why: a guard judges the same media again and again. The output rail of a turn re-reads the
+user's image; every later turn of the conversation re-reads all earlier media. The towers'
+outputs depend only on the media (and the processor's grid), so each is computed once and the
+prompt's placeholder embeddings are filled from the cache, as the model itself would fill them.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..errors import BackendError
+from ..media import DecodedAudio, DecodedImage, DecodedVideo
+
+__all__ = ["MediaFeatureCache", "media_keys"]
+
+#: (kind, placeholder token, processor inputs of that kind)
+KINDS = (
+    ("image", "<|IMAGE|>", ("pixel_values", "image_grid_thw")),
+    ("video", "<|VIDEO|>", ("pixel_values_videos", "video_grid_thw")),
+    ("audio", "<|AUDIO|>", ("input_features", "feature_attention_mask")),
+)
+
+
+def media_keys(requests: Sequence[Any]) -> dict[str, list[tuple[Any, ...]]]:
+    """Each media item's cache key, per kind, in the order the processor batched them."""
+    keys: dict[str, list[tuple[Any, ...]]] = {"image": [], "video": [], "audio": []}
+    for req in requests:
+        for m in req.media:
+            if isinstance(m, DecodedImage):
+                keys["image"].append((m.sha256, m.image.size))
+            elif isinstance(m, DecodedVideo):
+                keys["video"].append((m.sha256, m.fps, m.frames.shape))
+            elif isinstance(m, DecodedAudio):
+                keys["audio"].append((m.sha256, m.window, m.samples.shape))
+    return keys
+
+
+def _runs(ids: torch.Tensor, token: int) -> list[int]:
+    """Lengths of the runs of ``token`` in ``ids``, row by row: one run per media item."""
+    where = (ids.reshape(-1) == token).nonzero().flatten()
+    if where.numel() == 0:
+        return []
+    breaks = ((where[1:] != where[:-1] + 1).nonzero().flatten() + 1).tolist()
+    edges = [0, *breaks, where.numel()]
+    return [b - a for a, b in zip(edges, edges[1:])]
+
+
+class MediaFeatureCache:
+    """LRU of tower outputs on the model's device, bounded in bytes."""
+
+    def __init__(self, max_bytes: int = 1 << 30) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._items: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def clear(self) -> None:
+        self._items.clear()
+        self.bytes = 0
+
+    def get(self, key: tuple[Any, ...]) -> torch.Tensor | None:
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+        return found
+
+    def put(self, key: tuple[Any, ...], value: torch.Tensor) -> None:
+        self.misses += 1
+        size = value.numel() * value.element_size()
+        if size > self.max_bytes:
+            return
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old.numel() * old.element_size()
+        self._items[key] = value
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, dropped = self._items.popitem(last=False)
+            self.bytes -= dropped.numel() * dropped.element_size()
+
+    def embed(self, model: Any, ids: torch.Tensor, media: dict[str, torch.Tensor], keys: dict[str, list[tuple[Any, ...]]],
+              token_ids: dict[str, int]) -> torch.Tensor:
+        """``ids``' input embeddings with every media placeholder run filled by its tower output
+        (cached, or computed now for the items not cached, all of a kind in one tower call).
+        ``ids`` is on the CPU; the result is on the model's device."""
+        device = next(model.parameters()).device
+        embeds = model.get_input_embeddings()(ids.to(device))
+        for kind, _, (data_key, extra_key) in KINDS:
+            if not keys[kind]:
+                continue
+            counts = _runs(ids, token_ids[kind])
+            if len(counts) != len(keys[kind]):
+                raise BackendError(f"{len(counts)} {kind} placeholders for {len(keys[kind])} {kind} items")
+            features: list[torch.Tensor | None] = [self.get((kind, *k)) for k in keys[kind]]
+            first_missing: dict[tuple[Any, ...], int] = {}
+            for i, (k, f) in enumerate(zip(keys[kind], features)):
+                if f is None:
+                    first_missing.setdefault(k, i)
+            if first_missing:
+                todo = list(first_missing.values())
+                computed = _tower(model, kind, media[data_key], media[extra_key], todo, [counts[i] for i in todo])
+                for i, value in zip(todo, computed):
+                    self.put((kind, *keys[kind][i]), value)
+                for i, k in enumerate(keys[kind]):
+                    if features[i] is None:
+                        features[i] = computed[todo.index(first_missing[k])]
+            flat = torch.cat([f for f in features if f is not None]).to(embeds.dtype)
+            placeholder = (ids.to(device) == token_ids[kind]).unsqueeze(-1).expand_as(embeds)
+            embeds = embeds.masked_scatter(placeholder, flat)
+        return embeds
+
+
+def _tower(model: Any, kind: str, data: torch.Tensor, extra: torch.Tensor, items: list[int], counts: list[int]) -> list[torch.Tensor]:
+    """Run one tower over the chosen items; one output tensor per item (its placeholder count long)."""
+    if kind == "audio":
+        out = model.get_audio_features(data[items], extra[items])
+        flat = getattr(out, "last_hidden_state", out)
+    else:
+        patches = extra.prod(dim=-1).tolist()  # extra is the grid (t, h, w) of each item
+        starts = [sum(patches[:i]) for i in range(len(patches))]
+        pixels = torch.cat([data[starts[i] : starts[i] + patches[i]] for i in items])
+        getter = model.get_image_features if kind == "image" else model.get_video_features
+        out = getter(pixels, extra[items])
+        pooled = getattr(out, "pooler_output", out)
+        flat = torch.cat(list(pooled)) if isinstance(pooled, (list, tuple)) else pooled
+    if flat.shape[0] != sum(counts):
+        raise BackendError(f"the {kind} tower gave {flat.shape[0]} embeddings for {sum(counts)} placeholders")
+    return list(torch.split(flat, counts))
