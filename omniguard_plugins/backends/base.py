@@ -61,6 +61,8 @@ class GenerationResult:
     score: float | None = None
     #: tokens generated (for throughput accounting)
     new_tokens: int = 0
+    #: prompt tokens the model read (the server's ``usage``); None when the backend does not know
+    prompt_tokens: int | None = None
 
 
 @runtime_checkable

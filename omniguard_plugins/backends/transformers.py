@@ -308,15 +308,18 @@ class TransformersBackend:
                 forced, safe_id, unsafe_id = self._score_tokens(prefix)
                 state = self._prefill(requests, forced=forced, keep_cache=False)
                 p_unsafe = _pair_probability(state.logits, safe_id, unsafe_id)
-                return [
+                results = [
                     GenerationResult(text=f"{r.prefix} {'unsafe' if p >= 0.5 else 'safe'}", score=p, new_tokens=0)
                     for r, p in zip(requests, p_unsafe)
                 ]
-            state = self._prefill(requests)
-            label = self._label_tokens(prefix) if mode == "verdict" and self.label_first else None
-            if label is None:
-                return self._continue(requests, state, range(len(requests)), state.logits.argmax(dim=-1).tolist())
-            return self._verdict(requests, state, *label)
+            else:
+                state = self._prefill(requests)
+                label = self._label_tokens(prefix) if mode == "verdict" and self.label_first else None
+                if label is None:
+                    results = self._continue(requests, state, range(len(requests)), state.logits.argmax(dim=-1).tolist())
+                else:
+                    results = self._verdict(requests, state, *label)
+        return [replace(r, prompt_tokens=n) for r, n in zip(results, state.prompt_tokens)]
 
     def _verdict(self, requests: list[GenerationRequest], state: _Prefill, safe_id: int, unsafe_id: int) -> list[GenerationResult]:
         """Label first: the prefill's last logits decide safe/unsafe for the whole batch; only rows
@@ -382,6 +385,7 @@ class TransformersBackend:
             out = self._forward_with_media(ids, mask, positions, None, media, keys, use_cache=keep_cache)
         next_position = positions[:, :, -1].max(dim=0).values + 1
         return _Prefill(
+            prompt_tokens=lengths.tolist(),
             logits=out.logits[:, -1, :].float(),
             cache=_output_cache(out) if keep_cache else None,
             attention_mask=mask.to(self.device),
@@ -564,6 +568,8 @@ class TransformersBackend:
 
 @dataclass
 class _Prefill:
+    #: each row's prompt length in tokens (forced answer tokens included)
+    prompt_tokens: list[int]
     #: [batch, vocab] float logits of each row's last prompt position
     logits: torch.Tensor
     #: the KV of the whole prompt (None when the caller needs no decoding)

@@ -95,7 +95,9 @@ def create_app(
         outcome = await serving.chat(req)
         if not req.stream:
             return outcome.response()
-        events = [f"data: {json.dumps(chunk)}\n\n" for chunk in outcome.chunks()] + ["data: [DONE]\n\n"]
+        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        events = [f"data: {json.dumps(chunk)}\n\n" for chunk in outcome.chunks(include_usage=include_usage)]
+        events.append("data: [DONE]\n\n")
         return StreamingResponse(iter(events), media_type="text/event-stream")
 
     @app.get("/v1/models")

@@ -122,7 +122,7 @@ class ChatCompletionResponse(BaseModel):
     created: int
     model: str
     choices: list[ChatChoice]
-    #: omitted: the batcher does not report prompt token counts, and guessing would mislead
+    #: counted by the in-process model; omitted when the backend does not count (never guessed)
     usage: Optional[Usage] = None
 
 

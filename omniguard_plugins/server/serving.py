@@ -36,6 +36,7 @@ from .protocol import (
     LabelLogprobs,
     TokenLogprob,
     TopLogprob,
+    Usage,
 )
 
 __all__ = ["ChatOutcome", "GuardServing", "ServingError"]
@@ -70,22 +71,28 @@ class ChatOutcome:
     text: str
     finish_reason: str
     logprobs: LabelLogprobs | None
+    #: None when the backend does not count prompt tokens (a remote one): omitted, not guessed
+    usage: Usage | None = None
 
     def response(self) -> ChatCompletionResponse:
         choice = ChatChoice(message=AssistantMessage(content=self.text), finish_reason=self.finish_reason,  # type: ignore[arg-type]
                             logprobs=self.logprobs)
-        return ChatCompletionResponse(id=self.id, created=self.created, model=self.model, choices=[choice])
+        return ChatCompletionResponse(id=self.id, created=self.created, model=self.model, choices=[choice], usage=self.usage)
 
-    def chunks(self) -> list[dict[str, Any]]:
+    def chunks(self, *, include_usage: bool = False) -> list[dict[str, Any]]:
         """The same answer as ``chat.completion.chunk`` events (one content chunk: the
-        batcher returns whole answers, so finer chunks would only pretend to stream)."""
+        batcher returns whole answers, so finer chunks would only pretend to stream); with
+        ``include_usage``, OpenAI's last chunk with no choices and the usage."""
         head = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
         lp = self.logprobs.model_dump() if self.logprobs else None
-        return [
+        chunks = [
             {**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
             {**head, "choices": [{"index": 0, "delta": {"content": self.text}, "logprobs": lp, "finish_reason": None}]},
             {**head, "choices": [{"index": 0, "delta": {}, "finish_reason": self.finish_reason}]},
         ]
+        if include_usage:
+            chunks.append({**head, "choices": [], "usage": self.usage.model_dump() if self.usage else None})
+        return chunks
 
 
 class GuardServing:
@@ -141,7 +148,11 @@ class GuardServing:
         capped = req.token_cap is not None and result.new_tokens >= req.token_cap
         finish = "length" if capped and not stopped else "stop"
         logprobs = _label_logprobs(completion, result.score) if req.logprobs else None
-        return ChatOutcome(gen.request_id, int(time.time()), req.model or self.model_name, completion, finish, logprobs)
+        usage = None
+        if result.prompt_tokens is not None:
+            usage = Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.new_tokens,
+                          total_tokens=result.prompt_tokens + result.new_tokens)
+        return ChatOutcome(gen.request_id, int(time.time()), req.model or self.model_name, completion, finish, logprobs, usage)
 
     async def _generate(self, gen: GenerationRequest) -> GenerationResult:
         future = self.judge.batcher.submit(gen)
