@@ -103,34 +103,38 @@ class TransformersBackend:
         #: benchmarks on random weights: take the likelier of safe/unsafe as the label even when
         #: neither is the arg-max (a trained checkpoint always puts one of them on top)
         self.label_from_pair = False
+        #: prompt lengths of the last generate call (benchmarks compute the prefill floor from them)
+        self.last_prompt_tokens: list[int] = []
+        #: tokens the last generate call actually prefilled (each prompt less a reused prefix)
+        self.last_computed_tokens: list[int] = []
+
+        # -- fast paths: each gives the plain path's answers (tests) and can be switched off
+        #    for a benchmark row (``omniguard bench --without <name>``)
+        #: reuse the KV of the policy text shared by a batch's prompts (computed once per policy)
+        self.prefix_cache = True
         #: run the processor in callers' threads (``prepare``) rather than in the batch worker.
         #: On by default only on a GPU: there the worker waits on the device while callers' cores
         #: preprocess; on the CPU the same cores run the model, and the CPU bench showed no gain
         self.prepare_in_caller = device.startswith("cuda")
+        #: fill media placeholders from cached tower outputs (by content hash): a conversation's
+        #: image goes through the vision tower once, not on every later check
+        self.cache_media_features = True
+        #: verdicts asked to explain unsafe rows decode the critique straight on from the verdict's
+        #: KV, instead of the judge sending a follow-up request that prefills everything again
+        self.continue_explanations = True
         #: decode over persistent static KV buffers with one captured CUDA graph per batch size
         #: (eager static steps on the CPU). Off until a GPU benchmark shows it pays
         self.decode_graphs = False
         #: the largest decode batch the static buffers hold (larger batches decode dynamically)
         self.decode_max_batch = 32
-        self._static: Any = None
-        #: fill media placeholders from cached tower outputs (by content hash): a conversation's
-        #: image goes through the vision tower once, not on every later check
+
         from ._media_features import KINDS as MEDIA_KINDS
         from ._media_features import MediaFeatureCache
 
-        self.cache_media_features = True
+        self._prefix = _PrefixKV()
         self._media_features = MediaFeatureCache()
         self._media_token_ids = {kind: self.tokenizer.convert_tokens_to_ids(token) for kind, token, _ in MEDIA_KINDS}
-        #: verdicts asked to explain unsafe rows decode the critique straight on from the verdict's
-        #: KV, instead of the judge sending a follow-up request that prefills everything again
-        self.continue_explanations = True
-        #: reuse the KV of the policy text shared by a batch's prompts (computed once per policy)
-        self.prefix_cache = True
-        self._prefix = _PrefixKV()
-        #: prompt lengths of the last generate call (benchmarks compute the prefill floor from them)
-        self.last_prompt_tokens: list[int] = []
-        #: tokens the last generate call actually prefilled (each prompt less a reused prefix)
-        self.last_computed_tokens: list[int] = []
+        self._static: Any = None
         self._cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         # the thinker's forward ignores ``logits_to_keep`` and projects every position onto the
         # 152k vocabulary ([32, 570, 152064] bf16 is 5.5 GB); only the last position is ever read
