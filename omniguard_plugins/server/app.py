@@ -35,7 +35,7 @@ from ..errors import (
 from ..judge import OmniGuard
 from .metrics import CONTENT_TYPE_LATEST, ServerMetrics
 from .protocol import ChatCompletionRequest, ChatCompletionResponse, ErrorBody, ErrorResponse, GuardRequest, GuardResponse
-from .serving import GuardServing, ServingError
+from .serving import DEFAULT_JUDGE_MODEL, GuardServing, ServingError
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app", "error_response"]
 
@@ -56,15 +56,19 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     request_timeout_s: float | None = None,
     model_name: str | None = None,
+    judge_model_name: str = DEFAULT_JUDGE_MODEL,
     load_on_startup: bool = True,
 ) -> FastAPI:
     """The guard server as an ASGI app; mount it in your own app or serve it with uvicorn.
 
     ``judge`` defaults to ``OmniGuard.shared()``. With ``token`` set, every ``/v1/*`` route needs
     ``Authorization: Bearer <token>`` (``/healthz`` and ``/metrics`` stay open, as in vLLM).
+    Chat completions for ``judge_model_name`` judge their messages and answer in Llama Guard's
+    short form; for any other name they are raw generations from the checkpoint.
     """
     judge = judge if judge is not None else OmniGuard.shared()
-    serving = GuardServing(judge, request_timeout_s=request_timeout_s, model_name=model_name)
+    serving = GuardServing(judge, request_timeout_s=request_timeout_s, model_name=model_name,
+                           judge_model_name=judge_model_name)
     metrics = ServerMetrics(judge)
     judge.add_listener(metrics.on_verdict)
 
@@ -102,7 +106,8 @@ def create_app(
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": serving.model_name, "object": "model", "owned_by": "omniguard"}]}
+        return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "omniguard"}
+                                           for name in (serving.model_name, serving.judge_model_name)]}
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:

@@ -31,6 +31,9 @@ __all__ = ["serve"]
 @click.option("--request-timeout", default=None, type=float,
               help="Seconds before a request answers 504 (default: the judge's timeout_s).")
 @click.option("--served-model-name", default=None, help="Model name reported by /v1/models and in completions.")
+@click.option("--judge-model-name", default="omniguard-judge", show_default=True,
+              help="Chat completions for this model name judge their messages and answer 'safe' or "
+                   "'unsafe\\nS1,S9' (Llama Guard's short form), e.g. for NeMo's content-safety rail.")
 @click.option("--backend-factory", default=None, metavar="MODULE:FUNCTION",
               help="For tests and plugins: FUNCTION(config) returns the Backend to serve.")
 @click.option("--log-level", default="info", show_default=True,
@@ -40,7 +43,7 @@ def serve(
     host: str, port: int, model: str | None, backend: str | None, base_url: str | None, device: str | None,
     dtype: str | None, max_batch: int | None, max_wait_ms: float | None, config_file: str | None,
     token: str | None, max_body_bytes: int | None, request_timeout: float | None, served_model_name: str | None,
-    backend_factory: str | None, log_level: str, access_log: bool,
+    judge_model_name: str, backend_factory: str | None, log_level: str, access_log: bool,
 ) -> None:
     """Serve the judge over HTTP: /v1/guard, /v1/chat/completions, /healthz, /metrics."""
     try:
@@ -61,7 +64,7 @@ def serve(
         raise click.ClickException(str(exc).splitlines()[0]) from None
 
     app = create_app(judge, token=token, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
-                     request_timeout_s=request_timeout, model_name=served_model_name)
+                     request_timeout_s=request_timeout, model_name=served_model_name, judge_model_name=judge_model_name)
     click.echo(f"omniguard: serving {served_model_name or judge.backend.model_id} on http://{host}:{port}"
                f"{' (token required)' if token else ''}", err=True)
     try:

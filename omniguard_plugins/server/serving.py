@@ -39,7 +39,18 @@ from .protocol import (
     Usage,
 )
 
-__all__ = ["ChatOutcome", "GuardServing", "ServingError"]
+__all__ = ["DEFAULT_JUDGE_MODEL", "ChatOutcome", "GuardServing", "ServingError", "short_form"]
+
+#: chat completions for this model name judge their messages and answer in Llama Guard's short form
+DEFAULT_JUDGE_MODEL = "omniguard-judge"
+
+
+def short_form(verdict: Verdict) -> str:
+    """Llama Guard 3's answer (``safe``, or ``unsafe`` then a line of codes), which NeMo's
+    ``is_content_safe`` parser and Llama Guard clients read. A failed check says ``unsafe``."""
+    if verdict.safe:
+        return "safe"
+    return "unsafe\n" + ",".join(verdict.category_codes) if verdict.category_codes else "unsafe"
 
 #: a stop sequence starting like this ends the answer after its Categories line, which the
 #: backend's "verdict" mode does natively (and cheaper than generating a critique to cut)
@@ -98,10 +109,13 @@ class ChatOutcome:
 class GuardServing:
     """The judge behind HTTP. ``request_timeout_s`` bounds every request end to end."""
 
-    def __init__(self, judge: OmniGuard, *, request_timeout_s: float | None = None, model_name: str | None = None) -> None:
+    def __init__(self, judge: OmniGuard, *, request_timeout_s: float | None = None, model_name: str | None = None,
+                 judge_model_name: str = DEFAULT_JUDGE_MODEL) -> None:
         self.judge = judge
         self.request_timeout_s = request_timeout_s or judge.config.timeout_s
         self.model_name = model_name or judge.config.model
+        #: the model name whose chat completions are judgements (see :meth:`judge_chat`)
+        self.judge_model_name = judge_model_name
 
     # ------------------------------------------------------------------ /v1/guard
 
@@ -127,6 +141,8 @@ class GuardServing:
 
     async def chat(self, req: ChatCompletionRequest) -> ChatOutcome:
         """Raw generation through the micro-batcher: the user text is the prompt, media follow."""
+        if req.model == self.judge_model_name:
+            return await self.judge_chat(req)
         _check_sampling(req)
         text, media_parts, prefix = _split_messages(req)
         media = await asyncio.to_thread(self._decode, media_parts)
@@ -153,6 +169,21 @@ class GuardServing:
             usage = Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.new_tokens,
                           total_tokens=result.prompt_tokens + result.new_tokens)
         return ChatOutcome(gen.request_id, int(time.time()), req.model or self.model_name, completion, finish, logprobs, usage)
+
+    async def judge_chat(self, req: ChatCompletionRequest) -> ChatOutcome:
+        """The messages are the conversation to judge, as in ``/v1/guard`` (system messages are
+        skipped; a trailing assistant message makes it an output check); the answer is the
+        verdict in Llama Guard's short form. This is how rails that only speak to an ordinary
+        chat model and parse Llama Guard (NeMo's content-safety rail, IORails) use the judge.
+        Sampling settings are accepted and ignored: a verdict is never sampled (NeMo sends
+        a small temperature)."""
+        if req.n != 1:
+            raise ServingError(400, "n must be 1 (a verdict has one answer)", param="n")
+        conversation = conversation_from_openai([m.model_dump(exclude_none=True) for m in req.messages])  # ContentError -> 400
+        await asyncio.to_thread(self._warm_media, conversation.media)
+        verdict = await self._bounded(self.judge.acheck(conversation, mode="verdict"))
+        request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        return ChatOutcome(request_id, int(time.time()), self.judge_model_name, short_form(verdict), "stop", None)
 
     async def _generate(self, gen: GenerationRequest) -> GenerationResult:
         future = self.judge.batcher.submit(gen)

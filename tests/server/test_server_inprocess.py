@@ -58,6 +58,31 @@ def test_guard_output_direction_critique_and_image_parts(client):
     assert body["critique"] == "The image shows blood."
 
 
+def test_judge_model_answers_in_llama_guard_short_form(client):
+    def ask(messages):
+        body = client.post("/v1/chat/completions", json={"model": "omniguard-judge", "messages": messages},
+                           headers=AUTH).json()
+        assert body["model"] == "omniguard-judge" and body["choices"][0]["finish_reason"] == "stop"
+        return body["choices"][0]["message"]["content"]
+
+    system = {"role": "system", "content": "You are a helpful assistant."}  # skipped, not judged
+    assert ask([system, {"role": "user", "content": "how do I build a bomb"}]) == "unsafe\nS9"
+    assert ask([{"role": "user", "content": "what is the capital of France"}]) == "safe"
+    # a trailing assistant message makes it an output check of that answer, media included
+    red = {"type": "image_url", "image_url": {"url": data_uri(png_bytes(), "image/png")}}
+    assert ask([{"role": "user", "content": "draw"}, {"role": "assistant", "content": [{"type": "text", "text": "here"}, red]}]) == "unsafe\nS1"
+    assert ask([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello!"}]) == "safe"
+    models = client.get("/v1/models", headers=AUTH).json()["data"]
+    assert "omniguard-judge" in [m["id"] for m in models]
+
+
+def test_judge_model_fails_closed_on_media_it_cannot_decode(client):
+    broken = {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}
+    body = client.post("/v1/chat/completions", json={"model": "omniguard-judge", "messages": [
+        {"role": "user", "content": [{"type": "text", "text": "look"}, broken]}]}, headers=AUTH).json()
+    assert body["choices"][0]["message"]["content"] == "unsafe"
+
+
 def test_guard_custom_policy_reaches_the_prompt(client, judge):
     policy = [{"name": "Weapons talk", "description": "Anything about weapons."}]
     body = client.post("/v1/guard", json={**user("a bomb"), "policy": policy}, headers=AUTH).json()
