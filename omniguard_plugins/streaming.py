@@ -21,6 +21,7 @@ each asks :meth:`_plan` for the check to run (if any) and hands its verdict to :
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .content import Conversation, PartLike, Turn, to_parts
@@ -31,7 +32,34 @@ if TYPE_CHECKING:
     from .policy import Policy
     from .verdict import Mode, Verdict
 
-__all__ = ["StreamModerator"]
+__all__ = ["StreamModerator", "WindowSchedule"]
+
+
+@dataclass
+class WindowSchedule:
+    """When a growing text is judged, and which tail: the last ``window_chars`` characters each
+    time ``every_chars`` new ones have arrived. ``every_chars <= window_chars``, so windows
+    overlap and a phrase split across a check boundary is still seen whole. Every streaming
+    rail (this module's :class:`StreamModerator`, the LangChain ``guard``) cuts text this way."""
+
+    window_chars: int
+    every_chars: int
+    #: end of the last window handed out
+    checked_to: int = 0
+
+    def __post_init__(self) -> None:
+        if self.every_chars < 1 or self.window_chars < self.every_chars:
+            raise ConfigError(
+                f"need 1 <= every_chars <= window_chars, got every_chars={self.every_chars}, "
+                f"window_chars={self.window_chars}: windows must overlap so no phrase falls between them"
+            )
+
+    def due(self, length: int) -> tuple[int, int] | None:
+        """The (start, end) span to judge now that the text is ``length`` long, or None."""
+        if length - self.checked_to < self.every_chars:
+            return None
+        self.checked_to = length
+        return max(0, length - self.window_chars), length
 
 
 class StreamModerator:
@@ -55,10 +83,7 @@ class StreamModerator:
         policy: Policy | Mapping[str, Any] | None = None,
         mode: Mode | None = None,
     ) -> None:
-        if every_chars < 1 or window_chars < 1:
-            raise ConfigError("window_chars and every_chars must be positive")
-        if every_chars > window_chars:
-            raise ConfigError("every_chars must not exceed window_chars, or some text is never judged by a window")
+        self._schedule = WindowSchedule(window_chars, every_chars)
         self._judge = judge
         self.window_chars = window_chars
         self.every_chars = every_chars
@@ -72,7 +97,6 @@ class StreamModerator:
         #: every verdict so far, in order (audit)
         self.verdicts: list[Verdict] = []
         self.finished = False
-        self._checked_to = 0  # end of the last judged window
         self._last_start = 0  # start of the last judged window
         self._safe_to = 0  # text[:_safe_to] is covered by passed checks
         self._taken = 0  # text[:_taken] was handed out by take()
@@ -139,15 +163,16 @@ class StreamModerator:
         end = len(self.text)
         if final:
             self.finished = True
-            last_covered_all = bool(self.verdicts) and self._checked_to == end and self._last_start == 0
+            last_covered_all = bool(self.verdicts) and self._schedule.checked_to == end and self._last_start == 0
             if last_covered_all or not self.text.strip():
                 self._safe_to = end
                 return None
             start = 0
         else:
-            if end - self._checked_to < self.every_chars:
+            span = self._schedule.due(end)
+            if span is None:
                 return None
-            start = max(0, end - self.window_chars)
+            start = span[0]
         self._last_start = start
         return self._request(self.text[start:end]), (start, end)
 
@@ -161,7 +186,6 @@ class StreamModerator:
         start, end = plan[1]
         verdict = verdict.with_(details={**verdict.details, "stream_window": (start, end)})
         self.verdicts.append(verdict)
-        self._checked_to = end
         if verdict.safe:
             self._safe_to = max(self._safe_to, end)
             return None

@@ -11,7 +11,8 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializa
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
 from omniguard_plugins import OmniGuard, Verdict
-from omniguard_plugins.errors import ConfigError
+
+from omniguard_plugins.streaming import WindowSchedule
 
 from ._judging import Check, arecord, arun_checks, record, resolve_judge, run_checks
 from ._stream import GuardRun, RailSettings, accumulate
@@ -20,11 +21,7 @@ __all__ = ["GuardedRunnable", "guard"]
 
 
 def _check_sizes(every_chars: int, window_chars: int) -> None:
-    if every_chars < 1 or window_chars < every_chars:
-        raise ConfigError(
-            f"need 1 <= every_chars <= window_chars, got every_chars={every_chars}, "
-            f"window_chars={window_chars}: windows must overlap so no phrase falls between them"
-        )
+    WindowSchedule(window_chars, every_chars)  # raises ConfigError unless windows overlap
 
 
 def _collect(values: list[Any]) -> Any:

@@ -21,6 +21,7 @@ from langchain_core.messages import BaseMessage
 from omniguard_plugins import OmniGuard, Verdict
 from omniguard_plugins.content import Conversation, Text, Turn
 from omniguard_plugins.errors import ContentError
+from omniguard_plugins.streaming import WindowSchedule
 
 from ._convert import to_conversation
 from ._judging import Check, format_violation, prepare, violation
@@ -90,7 +91,7 @@ class GuardRun:
         self._sample: Any = settings.output_type
         self._held: list[Any] = []
         self._ready: list[Any] = []
-        self._checked_chars = 0
+        self._windows = WindowSchedule(settings.window_chars, settings.every_chars)
 
     # ----------------------------------------------------------------- what to judge
 
@@ -128,10 +129,10 @@ class GuardRun:
         if not self.streaming:
             return None
         text = _text_of(self._acc)
-        if len(text) - self._checked_chars < self.s.every_chars:
+        span = self._windows.due(len(text))
+        if span is None:
             return None
-        self._checked_chars = len(text)
-        window = text[-self.s.window_chars :]
+        window = text[span[0] : span[1]]
         return self._prepare("output", window, lambda: self._with_context((Turn.assistant(Text(window)),)))
 
     def finish(self) -> Check | None:
