@@ -82,6 +82,9 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
         setattr(backend, FAST_PATHS[path], True)
     paths_on = {path: bool(getattr(backend, attr)) for path, attr in FAST_PATHS.items()}
     click.echo(f"# fast paths on: {', '.join(p for p, on in paths_on.items() if on) or 'none'}")
+    ablations = [p for p in _csv(ablate) if paths_on[p]]
+    for path in sorted(set(_csv(ablate)) - set(ablations)):
+        click.echo(f"# --without {path}: already off in this run (--with {path} turns it on); not measured")
     click.echo(f"# model: {label_model} ({backend.parameter_count / 1e9:.2f}B params, loaded in {load_s:.1f}s) on {_device_name(dev)}")
     tflops = matmul_tflops(dev)
     if tflops:
@@ -113,7 +116,7 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
                     continue
                 n = max(conc, min(n_requests, n_requests if conc > 1 else max(4, n_requests // 8)))
                 real_mode = "verdict" if mode == "explain" else mode
-                for off in [*_csv(ablate), None]:
+                for off in [*ablations, None]:
                     for path, attr in FAST_PATHS.items():
                         setattr(backend, attr, paths_on[path] and path != off)
                     label = f"{label_model[:18]}{f' -{off}' if off else ''}"
