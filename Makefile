@@ -41,6 +41,8 @@ demo-cli: install
 bench: install
 	$(BIN)/python bench/adapter_overhead.py
 	$(BIN)/omniguard bench --workloads text,image --modes verdict,score,critique --concurrency 1,8 --requests 16 --critique-tokens 48
+	$(BIN)/omniguard bench --workloads text --modes explain --concurrency 8 --requests 32 --critique-tokens 64 --unsafe-share 0.25 --no-naive --without explain-continue
+	$(BIN)/omniguard bench --random-weights --arch small-cpu --workloads text,image --modes score --concurrency 8 --requests 16 --no-naive --without prefix-cache,media-cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info
