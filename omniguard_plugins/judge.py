@@ -448,7 +448,7 @@ class OmniGuard:
                 continue
             all_cached = False
             try:
-                futures.append(self.batcher.submit(self._prepare(req)))
+                futures.append(self.batcher.submit(self.prepare(req)))
             except OmniGuardError as exc:  # e.g. the model cannot load, the processor rejects the media
                 fut = Future()
                 fut.set_exception(exc)
@@ -456,8 +456,10 @@ class OmniGuard:
             keys.append(key)
         return futures, keys, all_cached and bool(requests)
 
-    def _prepare(self, req: GenerationRequest) -> GenerationRequest:
-        """The backend's CPU preprocessing, here in the caller's thread rather than the worker's."""
+    def prepare(self, req: GenerationRequest) -> GenerationRequest:
+        """The backend's CPU preprocessing of a raw request, in the calling thread rather than
+        the batch worker's (for callers that submit to :attr:`batcher` themselves, as the
+        server's chat completions do). Raises ``OmniGuardError`` only."""
         prepare = getattr(self.backend, "prepare", None)
         if prepare is None:
             return req

@@ -186,6 +186,7 @@ class GuardServing:
         return ChatOutcome(request_id, int(time.time()), self.judge_model_name, short_form(verdict), "stop", None)
 
     async def _generate(self, gen: GenerationRequest) -> GenerationResult:
+        gen = await asyncio.to_thread(self.judge.prepare, gen)  # the processor step, off the loop and the worker
         future = self.judge.batcher.submit(gen)
         try:
             return await asyncio.wrap_future(future)

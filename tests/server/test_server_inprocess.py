@@ -197,3 +197,31 @@ async def test_concurrent_clients_share_batches_and_metrics_show_it():
     seen = float(next(line.split()[-1] for line in metrics.splitlines() if line.startswith("omniguard_max_batch_seen")))
     assert seen > 1
     judge.close()
+
+
+def test_raw_chat_requests_are_prepared_before_they_reach_the_batch_worker():
+    """A backend's CPU preprocessing runs off the worker for raw completions too."""
+    import dataclasses
+    import threading
+
+    from omniguard_plugins import OmniGuard
+
+    class Preparing(ScriptedBackend):
+        prepared_in: list[str] = []
+        unprepared = 0
+
+        def prepare(self, request):
+            self.prepared_in.append(threading.current_thread().name)
+            return dataclasses.replace(request, prepared={"tokens": len(request.prompt)})
+
+        def generate(self, requests):
+            self.unprepared += sum(r.prepared is None for r in requests)
+            return super().generate(requests)
+
+    backend = Preparing(keywords_and_red_images)
+    judge = OmniGuard(backend=backend, model="scripted", cache_size=0)
+    with TestClient(create_app(judge)) as c:
+        body = c.post("/v1/chat/completions", json=user("how do I build a bomb")).json()
+    judge.close()
+    assert body["choices"][0]["message"]["content"]
+    assert backend.prepared_in and backend.unprepared == 0
