@@ -19,7 +19,8 @@ BENCH="python3 -m omniguard_plugins.cli bench --random-weights --arch omniguard-
 echo "== fast paths, each turned off in the same run (c32; decode-graphs is off by default, on here)"
 timeout 120 $BENCH --workloads text,image --modes score,critique --concurrency 32 --requests 32 --no-naive \
   --critique-tokens 128 --with decode-graphs --without prefix-cache,caller-prepare,decode-graphs,media-cache --budget-s 85 \
-  --json "$OUT/ablation.json" 2>&1 | tee "$OUT/ablation.log"
+  --json "$OUT/ablation.json" --markdown "$OUT/ablation.md" 2>&1 | tee "$OUT/ablation.log"
 echo "== benchmark (default fast paths)"
 timeout 150 $BENCH --workloads text,image,audio --modes verdict,score,critique --concurrency 1,32 --requests 64 \
-  --naive-requests 2 --critique-tokens 128 --budget-s 110 --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
+  --naive-requests 2 --critique-tokens 128 --budget-s 110 --json "$OUT/bench.json" --markdown "$OUT/bench.md" 2>&1 | tee "$OUT/bench.log"
+# $OUT/bench.md and $OUT/ablation.md are ready-made sections for bench/RESULTS.md (card, date, tables)

@@ -44,10 +44,14 @@ def _csv(value: str) -> list[str]:
 @click.option("--without", "ablate", default="",
               help="Comma list of fast paths (prefix-cache, caller-prepare, decode-graphs, explain-continue, media-cache) to also measure turned off, each row in the same run.")
 @click.option("--budget-s", default=0.0, type=float, help="Skip measurements once this many seconds have passed (0: no limit).")
+@click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False), default=None,
+              help="Write the run as a bench/RESULTS.md section (card, date, table, ratios).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all results as JSON.")
 def bench(model: str | None, random_weights: bool, arch: str, device: str, workloads: str, modes: str,
-          concurrency: str, n_requests: int, naive: bool, naive_requests: int, unsafe_share: float, distinct_media: int, max_batch: int,
-          critique_tokens: int, enable: str, ablate: str, budget_s: float, json_out: str | None) -> None:
+          concurrency: str, n_requests: int, naive: bool, naive_requests: int, unsafe_share: float,
+          distinct_media: int, max_batch: int,
+          critique_tokens: int, enable: str, ablate: str, budget_s: float, markdown_out: str | None,
+          json_out: str | None) -> None:
     """Measure the judge. On the CPU use the ratios only; absolute numbers come from a GPU."""
     from ..backends.transformers import TransformersBackend, _resolve_device
     from .harness import HEADER, make_checks, matmul_tflops, run_bench
@@ -124,7 +128,11 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
                                              concurrency=conc, max_batch=max_batch, max_new_tokens=critique_tokens,
                                              explain_unsafe=mode == "explain", on_progress=click.echo))
                     results[-1].extra["without"] = off
-    _print_ratios(results, tflops, backend)
+    _compute_ratios(results, tflops, backend)
+    _print_ratios(results)
+    if markdown_out:
+        Path(markdown_out).write_text(_markdown(results, device=_device_name(dev), model=label_model, tflops=tflops,
+                                                paths_on=paths_on))
     if json_out:
         payload = {"date": datetime.now(timezone.utc).isoformat(), "device": _device_name(dev), "model": label_model,
                    "params": backend.parameter_count, "matmul_tflops": tflops, "host": platform.node(),
@@ -140,25 +148,67 @@ def _device_name(dev: str) -> str:
     return f"CPU ({platform.processor() or platform.machine()})"
 
 
-def _print_ratios(results: list[Any], tflops: float | None, backend: Any) -> None:
+def _compute_ratios(results: list[Any], tflops: float | None, backend: Any) -> None:
+    """Fill each row's ``extra`` with its ratios to the naive run, to the prefill floor, and to
+    the same row with each fast path off (all from this run)."""
     naive = {r.workload: r for r in results if r.label.startswith("naive")}
     llm_params = sum(p.numel() for n, p in backend.model.named_parameters() if "visual" not in n and "audio_tower" not in n)
+    for r in results:
+        if r.label.startswith("naive"):
+            continue
+        if not r.extra.get("without"):
+            r.extra["x_from"] = {
+                other.extra["without"]: r.req_s / other.req_s for other in results
+                if other.extra.get("without") and other.req_s
+                and (other.workload, other.mode, other.concurrency) == (r.workload, r.mode, r.concurrency)
+            }
+        if r.workload in naive and naive[r.workload].req_s:
+            r.extra["x_naive"] = r.req_s / naive[r.workload].req_s
+        if tflops and r.extra.get("prompt_tokens"):
+            r.extra["prefill_floor_req_s"] = tflops * 1e12 / (2 * llm_params * r.extra["prompt_tokens"])
+
+
+def _print_ratios(results: list[Any]) -> None:
     click.echo("\n# ratios (same run)")
     for r in results:
         if r.label.startswith("naive"):
             continue
         off = r.extra.get("without")
         parts = [f"{r.workload}/{r.mode}/c{r.concurrency}{f' without {off}' if off else ''}: {r.req_s:.3f} req/s"]
-        if not off:
-            for other in results:
-                if other.extra.get("without") and (other.workload, other.mode, other.concurrency) == (r.workload, r.mode, r.concurrency) and other.req_s:
-                    parts.append(f"x{r.req_s / other.req_s:.2f} from {other.extra['without']}")
-        if r.workload in naive and naive[r.workload].req_s:
-            parts.append(f"x{r.req_s / naive[r.workload].req_s:.1f} vs naive")
-        if tflops and r.extra.get("prompt_tokens"):
-            floor = tflops * 1e12 / (2 * llm_params * r.extra["prompt_tokens"])
-            r.extra["prefill_floor_req_s"] = floor
+        parts += [f"x{x:.2f} from {path}" for path, x in r.extra.get("x_from", {}).items()]
+        if "x_naive" in r.extra:
+            parts.append(f"x{r.extra['x_naive']:.1f} vs naive")
+        if "prefill_floor_req_s" in r.extra:
+            floor = r.extra["prefill_floor_req_s"]
             parts.append(f"{r.req_s / floor:.0%} of the prefill floor ({floor:.0f} req/s at {r.extra['prompt_tokens']:.0f} tokens)")
         if off != "prefix-cache" and r.extra.get("computed_tokens") and r.extra.get("prompt_tokens"):
             parts.append(f"prefilled {r.extra['computed_tokens']:.0f} of {r.extra['prompt_tokens']:.0f} prompt tokens")
         click.echo("  " + ", ".join(parts))
+
+
+def _markdown(results: list[Any], *, device: str, model: str, tflops: float | None, paths_on: dict[str, bool]) -> str:
+    """The run as a section for bench/RESULTS.md: card, date, one table, the ratios in it."""
+    import torch
+    import transformers
+
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"## {date}, {device}", "",
+        f"`omniguard bench`, {model}, torch {torch.__version__}, transformers {transformers.__version__}"
+        + (f", measured bf16 matmul {tflops:.0f} TFLOP/s" if tflops else "")
+        + f"; fast paths on: {', '.join(p for p, on in paths_on.items() if on) or 'none'}.", "",
+        "| workload | mode | conc | without | req/s | p50 ms | p95 ms | gen tok/s | batch | GPU GB | x naive | % prefill floor | x from each path |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        floor = r.extra.get("prefill_floor_req_s")
+        cells = [
+            r.workload, ("naive " if r.label.startswith("naive") else "") + r.mode, str(r.concurrency),
+            r.extra.get("without") or "", f"{r.req_s:.2f}", f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}", f"{r.gen_tok_s:.0f}",
+            f"{r.mean_batch:.1f}", "" if r.gpu_mem_gb is None else f"{r.gpu_mem_gb:.1f}",
+            f"{r.extra['x_naive']:.1f}" if "x_naive" in r.extra else "",
+            f"{r.req_s / floor:.0%}" if floor else "",
+            ", ".join(f"{path} x{x:.2f}" for path, x in r.extra.get("x_from", {}).items()),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
