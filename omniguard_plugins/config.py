@@ -50,6 +50,9 @@ class JudgeConfig:
     timeout_s: float = 120.0
     cache_size: int = 4096
     media: MediaLimits = field(default_factory=MediaLimits)
+    #: transformers backend on CUDA: decode over static KV buffers, replaying captured CUDA
+    #: graphs. Off by default until a GPU benchmark shows it pays (bench/RESULTS.md)
+    decode_graphs: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -113,7 +116,7 @@ class JudgeConfig:
 
 def _coerce_top(values: dict[str, Any]) -> dict[str, Any]:
     types = {"max_batch": int, "max_wait_ms": float, "max_new_tokens": int, "threshold": float,
-             "timeout_s": float, "cache_size": int, "explain_unsafe": _bool}
+             "timeout_s": float, "cache_size": int, "explain_unsafe": _bool, "decode_graphs": _bool}
     out = dict(values)
     for key, conv in types.items():
         if key in out and isinstance(out[key], str):
@@ -171,6 +174,7 @@ _ENV = {
     "OMNIGUARD_POLICY": "policy",
     "OMNIGUARD_ALLOW_URLS": "allow_urls",
     "OMNIGUARD_URL_ALLOWLIST": "url_allowlist",
+    "OMNIGUARD_DECODE_GRAPHS": "decode_graphs",
 }
 
 

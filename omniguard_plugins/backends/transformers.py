@@ -150,7 +150,9 @@ class TransformersBackend:
 
     @classmethod
     def from_config(cls, config: JudgeConfig) -> TransformersBackend:
-        return cls.from_pretrained(config.model, device=config.device, dtype=config.dtype)
+        backend = cls.from_pretrained(config.model, device=config.device, dtype=config.dtype)
+        backend.decode_graphs = config.decode_graphs
+        return backend
 
     @classmethod
     def from_pretrained(cls, model: str | os.PathLike[str], *, device: str = "auto", dtype: str = "auto") -> TransformersBackend:

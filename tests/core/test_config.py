@@ -39,3 +39,12 @@ def test_missing_config_file_names_the_variable() -> None:
 
 def test_configs_are_hashable_for_the_shared_registry() -> None:
     assert hash(JudgeConfig.load(env={})) == hash(JudgeConfig.load(env={}))
+
+
+def test_decode_graphs_is_off_unless_asked_and_reaches_the_backend(tiny_checkpoint_path) -> None:
+    from omniguard_plugins.backends.transformers import TransformersBackend
+
+    assert JudgeConfig.load(env={}).decode_graphs is False
+    cfg = JudgeConfig.load(env={"OMNIGUARD_DECODE_GRAPHS": "1"}, model=str(tiny_checkpoint_path), device="cpu")
+    assert cfg.decode_graphs is True
+    assert TransformersBackend.from_config(cfg).decode_graphs is True
