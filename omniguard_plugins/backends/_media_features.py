@@ -102,20 +102,19 @@ class MediaFeatureCache:
             counts = _runs(ids, token_ids[kind])
             if len(counts) != len(keys[kind]):
                 raise BackendError(f"{len(counts)} {kind} placeholders for {len(keys[kind])} {kind} items")
-            features: list[torch.Tensor | None] = [self.get((kind, *k)) for k in keys[kind]]
-            first_missing: dict[tuple[Any, ...], int] = {}
-            for i, (k, f) in enumerate(zip(keys[kind], features)):
+            cached = [self.get((kind, *k)) for k in keys[kind]]
+            missing: dict[tuple[Any, ...], int] = {}  # key -> its first item (an item may repeat)
+            for i, (k, f) in enumerate(zip(keys[kind], cached)):
                 if f is None:
-                    first_missing.setdefault(k, i)
-            if first_missing:
-                todo = list(first_missing.values())
+                    missing.setdefault(k, i)
+            fresh: dict[tuple[Any, ...], torch.Tensor] = {}
+            if missing:
+                todo = list(missing.values())
                 computed = _tower(model, kind, media[data_key], media[extra_key], todo, [counts[i] for i in todo])
-                for i, value in zip(todo, computed):
-                    self.put((kind, *keys[kind][i]), value)
-                for i, k in enumerate(keys[kind]):
-                    if features[i] is None:
-                        features[i] = computed[todo.index(first_missing[k])]
-            flat = torch.cat([f for f in features if f is not None]).to(embeds.dtype)
+                fresh = dict(zip(missing, computed))
+                for k, value in fresh.items():
+                    self.put((kind, *k), value)
+            flat = torch.cat([f if f is not None else fresh[k] for k, f in zip(keys[kind], cached)]).to(embeds.dtype)
             placeholder = (ids.to(device) == token_ids[kind]).unsqueeze(-1).expand_as(embeds)
             embeds = embeds.masked_scatter(placeholder, flat)
         return embeds
