@@ -441,7 +441,7 @@ class TransformersBackend:
         """Decode steps over the static buffers (``decode_graphs``) or the prefill's own KV."""
         mask = state.attention_mask[index] if select else state.attention_mask
         if self.decode_graphs and len(index) <= self.decode_max_batch:
-            if self._static is None:
+            if self._static is None or self._static.max_batch < len(index):
                 from ._static_decode import StaticDecoder
 
                 self._static = StaticDecoder(self.model, cache_arg=self._cache_arg, max_batch=self.decode_max_batch,

@@ -238,6 +238,13 @@ def test_static_decode_buffers_change_no_answer(backend: TransformersBackend, mo
         backend.decode_max_batch = 32
     assert static == plain and alone == plain[:3]
     assert backend._static is not None and backend._static._buckets
+    backend.decode_graphs = True  # a larger cap later gets larger buffers, not an index error
+    try:
+        assert [r.text for r in backend.generate(requests)] == plain
+    finally:
+        backend.decode_graphs = False
+    if mode == "critique":  # five general-template rows decode together: past the old 4-row buffers
+        assert backend._static.max_batch == 32
 
 
 def test_prefill_projects_only_the_last_position_onto_the_vocabulary(backend: TransformersBackend) -> None:
