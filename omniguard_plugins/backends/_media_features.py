@@ -9,7 +9,7 @@ prompt's placeholder embeddings are filled from the cache, as the model itself w
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -90,12 +90,14 @@ class MediaFeatureCache:
             self.bytes -= dropped.numel() * dropped.element_size()
 
     def embed(self, model: Any, ids: torch.Tensor, media: dict[str, torch.Tensor], keys: dict[str, list[tuple[Any, ...]]],
-              token_ids: dict[str, int]) -> torch.Tensor:
+              token_ids: dict[str, int], to_device: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``ids``' input embeddings with every media placeholder run filled by its tower output
         (cached, or computed now for the items not cached, all of a kind in one tower call).
-        ``ids`` is on the CPU; the result is on the model's device."""
+        ``ids`` and ``media`` are on the CPU: only the inputs of items not cached are moved, by
+        ``to_device``. The result is on the model's device."""
         device = next(model.parameters()).device
-        embeds = model.get_input_embeddings()(ids.to(device))
+        ids_on_device = ids.to(device)
+        embeds = model.get_input_embeddings()(ids_on_device)
         for kind, _, (data_key, extra_key) in KINDS:
             if not keys[kind]:
                 continue
@@ -110,27 +112,28 @@ class MediaFeatureCache:
             fresh: dict[tuple[Any, ...], torch.Tensor] = {}
             if missing:
                 todo = list(missing.values())
-                computed = _tower(model, kind, media[data_key], media[extra_key], todo, [counts[i] for i in todo])
+                computed = _tower(model, kind, media[data_key], media[extra_key], todo, [counts[i] for i in todo], to_device)
                 fresh = dict(zip(missing, computed))
                 for k, value in fresh.items():
                     self.put((kind, *k), value)
             flat = torch.cat([f if f is not None else fresh[k] for k, f in zip(keys[kind], cached)]).to(embeds.dtype)
-            placeholder = (ids.to(device) == token_ids[kind]).unsqueeze(-1).expand_as(embeds)
+            placeholder = (ids_on_device == token_ids[kind]).unsqueeze(-1).expand_as(embeds)
             embeds = embeds.masked_scatter(placeholder, flat)
         return embeds
 
 
-def _tower(model: Any, kind: str, data: torch.Tensor, extra: torch.Tensor, items: list[int], counts: list[int]) -> list[torch.Tensor]:
+def _tower(model: Any, kind: str, data: torch.Tensor, extra: torch.Tensor, items: list[int], counts: list[int],
+           to_device: Callable[[torch.Tensor], torch.Tensor]) -> list[torch.Tensor]:
     """Run one tower over the chosen items; one output tensor per item (its placeholder count long)."""
     if kind == "audio":
-        out = model.get_audio_features(data[items], extra[items])
+        out = model.get_audio_features(to_device(data[items]), to_device(extra[items]))
         flat = getattr(out, "last_hidden_state", out)
     else:
         patches = extra.prod(dim=-1).tolist()  # extra is the grid (t, h, w) of each item
         starts = [sum(patches[:i]) for i in range(len(patches))]
         pixels = torch.cat([data[starts[i] : starts[i] + patches[i]] for i in items])
         getter = model.get_image_features if kind == "image" else model.get_video_features
-        out = getter(pixels, extra[items])
+        out = getter(to_device(pixels), to_device(extra[items]))
         pooled = getattr(out, "pooler_output", out)
         flat = torch.cat(list(pooled)) if isinstance(pooled, (list, tuple)) else pooled
     if flat.shape[0] != sum(counts):

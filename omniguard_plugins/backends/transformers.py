@@ -241,18 +241,12 @@ class TransformersBackend:
     def _encode_one(self, req: GenerationRequest) -> dict[str, Any]:
         """The processor's output for one request, unpadded. One request per call keeps the
         tokenizer's padding state untouched, so callers' threads may run this at once."""
-        images: list[Any] = []
-        audios: list[Any] = []
-        videos: list[Any] = []
-        fps: list[float] = []
-        for m in req.media:
-            if isinstance(m, DecodedImage):
-                images.append(m.image)
-            elif isinstance(m, DecodedAudio):
-                audios.append(m.samples)
-            elif isinstance(m, DecodedVideo):
-                videos.append(m.frames)
-                fps.append(m.fps)
+        images = [m.image for m in req.media if isinstance(m, DecodedImage)]
+        audios = [m.samples for m in req.media if isinstance(m, DecodedAudio)]
+        videos = [m.frames for m in req.media if isinstance(m, DecodedVideo)]
+        fps = [m.fps for m in req.media if isinstance(m, DecodedVideo)]
+        if len(images) + len(audios) + len(videos) != len(req.media):  # pragma: no cover
+            raise BackendError(f"unknown media {[type(m).__name__ for m in req.media]}")
         kwargs: dict[str, Any] = {"text": [self._chat_text(req) + req.prefix], "return_tensors": "pt"}
         if images:
             kwargs["images"] = images
@@ -276,15 +270,7 @@ class TransformersBackend:
     def _chat_text(self, req: GenerationRequest) -> str:
         """The chat-templated prompt: the text, then one placeholder per media item."""
         content: list[dict[str, Any]] = [{"type": "text", "text": req.prompt}]
-        for m in req.media:
-            if isinstance(m, DecodedImage):
-                content.append({"type": "image"})
-            elif isinstance(m, DecodedAudio):
-                content.append({"type": "audio"})
-            elif isinstance(m, DecodedVideo):
-                content.append({"type": "video"})
-            else:  # pragma: no cover
-                raise BackendError(f"unknown media {type(m).__name__}")
+        content += [{"type": m.kind} for m in req.media]  # "image", "audio", "video"
         return self.processor.apply_chat_template(
             [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
         )
@@ -366,7 +352,7 @@ class TransformersBackend:
             ids, mask = torch.cat([ids, extra], dim=1), torch.cat([mask, torch.ones_like(extra)], dim=1)
         lengths = mask.sum(dim=1)
         self.last_prompt_tokens += lengths.tolist()
-        media = {k: self._to_device(v) for k, v in batch.items()}
+        media = dict(batch)  # on the CPU: moved to the device only where the model reads it
         from ._media_features import media_keys
 
         keys = media_keys(requests) if self.cache_media_features else None
@@ -466,8 +452,10 @@ class TransformersBackend:
         """A prefill forward whose media placeholders are filled from the tower-output cache
         (``keys`` given and media present), or by the model from the raw media."""
         if keys is None or not any(keys.values()):
+            media = {k: self._to_device(v) for k, v in media.items()}
             return self._forward(ids, mask, positions, cache, media, use_cache=use_cache)
-        embeds = self._media_features.embed(self.model, ids, media, keys, self._media_token_ids)
+        # only the media not cached yet are moved to the device (for their tower)
+        embeds = self._media_features.embed(self.model, ids, media, keys, self._media_token_ids, self._to_device)
         return self._forward(None, mask, positions, cache, {}, use_cache=use_cache, embeds=embeds)
 
     def _forward(self, ids: Any, mask: Any, positions: Any, cache: Any, media: dict[str, Any], *, use_cache: bool = True,
@@ -528,16 +516,17 @@ class TransformersBackend:
         return prefix_ids, kv
 
     def _prefix_ids(self, req: GenerationRequest) -> tuple[int, ...] | None:
-        """Token ids of the chat-templated text up to the end of the request's shared prefix."""
+        """Token ids of the chat-templated text up to the end of the request's shared prefix
+        (the media placeholders come after the text, so they never change it)."""
+        shared = req.prompt[: req.shared_prefix_chars]
+        if shared in self._prefix.ids:
+            return self._prefix.ids[shared]
         chat = self._chat_text(req)
         at = chat.find(req.prompt)
-        if at < 0:
-            return None
-        text = chat[: at + req.shared_prefix_chars]
-        ids = self._prefix.ids.get(text)
-        if ids is None:
-            ids = tuple(self.tokenizer(text)["input_ids"])
-            self._prefix.ids[text] = ids
+        ids = tuple(self.tokenizer(chat[: at + req.shared_prefix_chars])["input_ids"]) if at >= 0 else None
+        if len(self._prefix.ids) >= 4 * self._prefix.capacity:
+            self._prefix.ids.clear()  # many one-off policies: keep the map bounded
+        self._prefix.ids[shared] = ids
         return ids
 
     def _to_device(self, value: Any) -> Any:
@@ -593,8 +582,8 @@ class _PrefixKV:
 
     def __init__(self, capacity: int = 8) -> None:
         self.capacity = capacity
-        #: chat text of a prefix -> its token ids
-        self.ids: dict[str, tuple[int, ...]] = {}
+        #: shared prompt text -> token ids of the chat-templated text up to its end (None: not found)
+        self.ids: dict[str, tuple[int, ...] | None] = {}
         self._kv: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self.hits = 0
         self.misses = 0

@@ -263,7 +263,6 @@ def _encode_batches(processor, examples, batch_size: int, label_weight: float, s
     One batch in six carries a small image or a short sound, so media tokens in a prompt do
     not derail the answer."""
     import numpy as np
-    import torch
     from PIL import Image
 
     rng = random.Random(seed)
@@ -302,20 +301,26 @@ def _encode_batches(processor, examples, batch_size: int, label_weight: float, s
         if videos:
             kwargs["videos"] = videos
         enc = processor(**kwargs)
-        weights = torch.zeros(enc["input_ids"].shape, dtype=torch.float32)
-        for i, ans in enumerate(answers):
-            n = len(tok(ans, add_special_tokens=False)["input_ids"])
-            # the label and categories are what tests rely on: weigh them up, so the model
-            # learns to look for the trigger, not only the format
-            head = len(tok(ans.split("\n- Assessment")[0], add_special_tokens=False)["input_ids"])
-            weights[i, -n:] = 1.0
-            weights[i, -n : -n + head] = label_weight
-        batches.append((enc, weights))
+        batches.append((enc, _answer_weights(tok, enc["input_ids"].shape, answers, label_weight)))
     return batches + _encode_image_only(processor, batch_size, label_weight, seed)
 
 
-def _encode_image_only(processor, batch_size: int, label_weight: float, seed: int) -> list[tuple[Any, Any]]:
+def _answer_weights(tok, shape: Any, answers: list[str], label_weight: float) -> Any:
+    """Loss weights: 1 on each (left-padded, so trailing) answer, ``label_weight`` on its label
+    and categories. Those are what tests rely on: weighing them up makes the model learn to
+    look for the trigger, not only the format."""
     import torch
+
+    weights = torch.zeros(shape, dtype=torch.float32)
+    for i, ans in enumerate(answers):
+        n = len(tok(ans, add_special_tokens=False)["input_ids"])
+        head = len(tok(ans.split("\n- Assessment")[0], add_special_tokens=False)["input_ids"])
+        weights[i, -n:] = 1.0
+        weights[i, -n : -n + head] = label_weight
+    return weights
+
+
+def _encode_image_only(processor, batch_size: int, label_weight: float, seed: int) -> list[tuple[Any, Any]]:
     from PIL import Image
 
     tok = processor.tokenizer
@@ -332,13 +337,7 @@ def _encode_image_only(processor, batch_size: int, label_weight: float, seed: in
             answers.append(answer + "<|im_end|>")
             images.append(Image.new("RGB", (28 * (1 + b % 3), 28), rgb))
         enc = processor(text=texts, images=images, return_tensors="pt", padding=True)
-        weights = torch.zeros(enc["input_ids"].shape, dtype=torch.float32)
-        for i, ans in enumerate(answers):
-            n = len(tok(ans, add_special_tokens=False)["input_ids"])
-            head = len(tok(ans.split("\n- Assessment")[0], add_special_tokens=False)["input_ids"])
-            weights[i, -n:] = 1.0
-            weights[i, -n : -n + head] = label_weight
-        batches.append((enc, weights))
+        batches.append((enc, _answer_weights(tok, enc["input_ids"].shape, answers, label_weight)))
     return batches
 
 
