@@ -5,21 +5,25 @@ mode and a forced answer prefix) and returns the raw text it generated for each,
 It never parses verdicts and never sees adapters. The micro-batcher calls it from one worker
 thread, so a backend need not be thread-safe.
 
-A backend may also define ``prepare(request) -> request``: the judge calls it in the caller's
-thread before queueing, so CPU preprocessing of one request overlaps the model running the
-batch before it. ``prepare`` must be thread-safe and raise only ``OmniGuardError``.
+Everything else the judge may use is declared here too, so it never probes a backend with
+``getattr`` or decides by its name: ``prepare(request) -> request`` runs in the caller's
+thread before queueing (CPU preprocessing of one request overlaps the model running the batch
+before it; thread-safe, raising only ``OmniGuardError``), ``prepares_in_caller`` says whether
+that is real work an async caller should move off its event loop, and ``model_id`` names the
+model in cache keys. :class:`BaseBackend` gives the defaults; a backend only writes ``generate``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
 from ..media import DecodedMedia
 from ..verdict import Mode
 
-__all__ = ["Backend", "GenerationRequest", "GenerationResult"]
+__all__ = ["Backend", "BaseBackend", "GenerationRequest", "GenerationResult"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,9 +73,33 @@ class GenerationResult:
 class Backend(Protocol):
     #: identifies the model in cache keys and metrics (e.g. a checkpoint path or URL)
     model_id: str
+    #: ``prepare`` does enough CPU work (tokenising, image patches) that async callers should
+    #: run it off their event loop
+    prepares_in_caller: bool
+
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        """CPU preprocessing in the caller's thread; the identity when there is none."""
+        ...
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """Run one batch. Raise to fail the whole batch; the batcher retries items one by one."""
         ...
 
     def close(self) -> None: ...
+
+
+class BaseBackend(ABC):
+    """The defaults of the seam: no caller-side preparation, nothing to close."""
+
+    model_id: str = "unknown"
+    prepares_in_caller: bool = False
+
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        return request
+
+    @abstractmethod
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Run one batch, results in the order of ``requests``."""
+
+    def close(self) -> None:
+        return None
