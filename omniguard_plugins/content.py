@@ -4,6 +4,12 @@ A ``Conversation`` is a tuple of ``Turn``s; a turn is a role and its parts. Medi
 their *source* (a path, bytes, a file-like, base64, a ``data:`` URI, a URL or a PIL image) and
 are decoded lazily by :mod:`omniguard_plugins.media`, so building a Conversation is cheap and
 never fails on bad bytes: errors surface, typed, when the judge reads the part.
+
+A media part also records where its source came from (``origin``). The app's own code may
+name a file (``Image("x.png")``); content that came from a user or a wire format never becomes
+a host path, whatever it looks like: adapters build such parts with ``origin="base64"`` (a
+base64 field: base64 only), ``"url"`` (a url field: a ``data:`` URI or an http(s) URL) or
+``"wire"`` (any other untrusted string: either of those, never a path).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
 
 from .errors import ContentError
 
@@ -22,6 +28,7 @@ __all__ = [
     "Conversation",
     "Image",
     "MediaPart",
+    "Origin",
     "Part",
     "Role",
     "Text",
@@ -30,6 +37,11 @@ __all__ = [
 ]
 
 Role = Literal["user", "assistant"]
+
+#: where a media part's source came from, which decides how a str source may be read (see the
+#: module docstring): only ``"local"`` (the app's own code, the default) may name a file
+Origin = Literal["local", "base64", "url", "wire"]
+_ORIGINS = frozenset(get_args(Origin))
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,8 @@ class _Media:
     mime_type: str | None = None
     #: a short label for error messages and verdict details, e.g. a filename
     name: str | None = field(default=None, compare=False)
+    #: where ``source`` came from; anything but ``"local"`` is never read as a host path
+    origin: Origin = field(default="local", kw_only=True)
 
     kind: str = field(default="media", init=False, repr=False)
 
@@ -61,6 +75,10 @@ class _Media:
             raise ContentError(f"{type(self).__name__} needs a source, got None")
         if isinstance(self.source, (str, os.PathLike)) and not str(self.source):
             raise ContentError(f"{type(self).__name__} needs a source, got an empty string")
+        if self.origin not in _ORIGINS:
+            raise ContentError(f"origin must be one of {', '.join(sorted(_ORIGINS))}, got {self.origin!r}")
+        if self.origin != "local" and isinstance(self.source, os.PathLike):
+            raise ContentError(f"a {self.origin} {type(self).__name__} cannot be a file path")
 
 
 @dataclass(frozen=True, eq=False)

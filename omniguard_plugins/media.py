@@ -25,11 +25,11 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image as PILImage
 
-    from .content import MediaPart
+    from .content import MediaPart, Origin
 
 __all__ = [
     "DecodedAudio", "DecodedImage", "DecodedMedia", "DecodedVideo", "MediaCache", "MediaLimits",
-    "check_declared", "decode_part", "read_source", "sniff_kind", "sniff_mime",
+    "check_declared", "decode_part", "read_source", "sniff_base64_kind", "sniff_kind", "sniff_mime",
 ]
 
 
@@ -109,21 +109,29 @@ _B64_CHARS = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 _B64_RUN = re.compile(r"[A-Za-z0-9+/=_-]")
 
 
-def read_source(source: Any, limits: MediaLimits, *, mime_hint: str | None = None) -> tuple[bytes, str | None]:
+def read_source(
+    source: Any, limits: MediaLimits, *, mime_hint: str | None = None, origin: Origin = "local"
+) -> tuple[bytes, str | None]:
     """Return (bytes, mime type hint) for any accepted source.
 
-    Accepted: bytes-like, a file-like with ``read``, a ``Path`` or path string, a ``data:``
-    URI, base64 text, and http(s) URLs when ``limits.allow_urls``. A file-like is read from
-    its current position and put back there, so the input and output rails can both read it.
+    Accepted: bytes-like, a file-like with ``read``, a ``data:`` URI, base64 text, http(s) URLs
+    when ``limits.allow_urls``, and, from the app's own code only (``origin="local"``), a
+    ``Path`` or path string. A str from a user or a wire format is read by what its field says
+    (:data:`~omniguard_plugins.content.Origin`) and never touches the host's files, so no error
+    can tell a client whether a path exists. A file-like is read from its current position and
+    put back there, so the input and output rails can both read it.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif hasattr(source, "read"):
         data = _read_filelike(source, limits.max_bytes + 1)
     elif isinstance(source, os.PathLike):
+        if origin != "local":
+            raise UnsupportedMedia("file paths are not accepted from messages; send the bytes (base64 or a data: URI)")
         data = _read_path(Path(source), limits)
     elif isinstance(source, str):
-        data, mime_hint = _read_str(source, limits, mime_hint)
+        data, mime_hint = _read_str(source, limits, mime_hint) if origin == "local" else \
+            _read_untrusted_str(source, limits, mime_hint, origin)
     else:
         raise UnsupportedMedia(f"cannot read media from {type(source).__name__}")
     if len(data) > limits.max_bytes:
@@ -166,26 +174,51 @@ def _read_path(path: Path, limits: MediaLimits) -> bytes:
     return path.read_bytes()
 
 
+def _read_data_uri(s: str, mime_hint: str | None) -> tuple[bytes, str | None]:
+    m = _DATA_URI.match(s)
+    if not m:
+        raise CorruptMedia("malformed data: URI")
+    mime = m.group("mime") or mime_hint
+    payload = m.group("data")
+    if m.group("b64"):
+        return _b64decode(payload), mime
+    from urllib.parse import unquote_to_bytes
+
+    return unquote_to_bytes(payload), mime
+
+
+def _read_url(s: str, limits: MediaLimits) -> bytes | None:
+    """The bytes of an http(s) URL (fetched only when allowed), or None for no URL at all."""
+    if s[:16].lower().startswith(("http://", "https://")):
+        from .fetch import fetch_url
+
+        return fetch_url(s, limits)
+    if "://" in s[:12]:
+        raise MediaFetchRefused(f"scheme not allowed: {s.split('://', 1)[0][:16]}")
+    return None
+
+
+def _read_untrusted_str(source: str, limits: MediaLimits, mime_hint: str | None, origin: str) -> tuple[bytes, str | None]:
+    s = source.strip()
+    if origin == "base64":
+        return _b64decode(s), mime_hint
+    if s[:5].lower() == "data:":
+        return _read_data_uri(s, mime_hint)
+    fetched = _read_url(s, limits)
+    if fetched is not None:
+        return fetched, mime_hint
+    if origin == "url":
+        raise UnsupportedMedia("a url must be a data: URI or an http(s) URL")
+    return _b64decode(s), mime_hint  # "wire": base64 or nothing, never a path
+
+
 def _read_str(source: str, limits: MediaLimits, mime_hint: str | None) -> tuple[bytes, str | None]:
     s = source.strip()
     if s.startswith("data:"):
-        m = _DATA_URI.match(s)
-        if not m:
-            raise CorruptMedia("malformed data: URI")
-        mime = m.group("mime") or mime_hint
-        payload = m.group("data")
-        if m.group("b64"):
-            return _b64decode(payload), mime
-        from urllib.parse import unquote_to_bytes
-
-        return unquote_to_bytes(payload), mime
-    lowered = s[:16].lower()
-    if lowered.startswith(("http://", "https://")):
-        from .fetch import fetch_url
-
-        return fetch_url(s, limits), mime_hint
-    if "://" in s[:12]:
-        raise MediaFetchRefused(f"scheme not allowed: {s.split('://', 1)[0]}")
+        return _read_data_uri(s, mime_hint)
+    fetched = _read_url(s, limits)
+    if fetched is not None:
+        return fetched, mime_hint
     if len(s) >= 16 and _B64_CHARS.match(s) and not (limits.allow_paths and len(s) < 1024 and Path(s).is_file()):
         return _b64decode(s), mime_hint
     if len(s) < 1024 and _looks_like_path(s):
@@ -258,6 +291,19 @@ def sniff_kind(source: Any) -> str | None:
         return None
 
 
+def sniff_base64_kind(text: str) -> str | None:
+    """The media kind (image/audio/video) of long base64 text from its first decoded bytes, or
+    None. Lets a converter refuse base64 media it would otherwise judge as prose."""
+    head = text.strip()[:88]
+    if len(head) < 64 or not _B64_CHARS.match(head) or any(c.isspace() for c in head):
+        return None
+    try:
+        decoded = base64.urlsafe_b64decode(head) if ("-" in head or "_" in head) else base64.b64decode(head, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return sniff_mime(decoded)[0]
+
+
 #: declared types that say nothing about the bytes, or name media containers outside image/audio/video
 _NEUTRAL_MIME = {"application/octet-stream", "binary/octet-stream", "application/ogg", "application/mp4"}
 
@@ -328,7 +374,7 @@ def decode_part(part: MediaPart, limits: MediaLimits, cache: MediaCache | None =
 
     if part.kind == "image" and isinstance(part.source, PILImage.Image):
         return [decode_pil(part.source, limits)]
-    data, mime_hint = read_source(part.source, limits, mime_hint=part.mime_type)
+    data, mime_hint = read_source(part.source, limits, mime_hint=part.mime_type, origin=part.origin)
     digest = hashlib.sha256(data).hexdigest()
     sniffed_kind, sniffed_mime = sniff_mime(data[:64])
     # before the cache: the same bytes under a contradicting label are refused every time

@@ -37,8 +37,8 @@ def _url_of(value: Any, key: str, index: int) -> str:
         value = value.get("url")
     if not isinstance(value, str) or not value:
         raise ContentError(f"part #{index} ({key}) needs a url")
-    # the wire format names data: URIs and http(s) URLs only; a bare string could be read as a
-    # local file path, which a server must never let a client do
+    # the wire format names data: URIs and http(s) URLs only (the parts are built with
+    # origin="url", so nothing else is ever read as a file on the judge's host)
     head = value.lstrip()[:8].lower()
     if not (head.startswith("data:") or head.startswith("http://") or head.startswith("https://")):
         raise ContentError(f"part #{index} ({key}) url must be a data: URI or an http(s) URL")
@@ -57,7 +57,7 @@ def _part(part: Any, index: int) -> Part:
             raise ContentError(f"part #{index} (text) needs a 'text' string")
         return Text(text)
     if kind in ("image_url", "input_image"):
-        return Image(_url_of(part.get("image_url"), kind, index))
+        return Image(_url_of(part.get("image_url"), kind, index), origin="url")
     if kind == "input_audio":
         audio = part.get("input_audio")
         if not isinstance(audio, Mapping) or not isinstance(audio.get("data"), str):
@@ -65,12 +65,11 @@ def _part(part: Any, index: int) -> Part:
         fmt = str(audio.get("format") or "wav").lower()
         if not fmt.isalnum():
             raise ContentError(f"part #{index} (input_audio) has an invalid format {fmt!r}")
-        # as a data: URI, so the base64 can never be taken for a file path
-        return Audio(f"data:audio/{fmt};base64,{audio['data']}", mime_type=f"audio/{fmt}")
+        return Audio(audio["data"], mime_type=f"audio/{fmt}", origin="base64")
     if kind == "audio_url":
-        return Audio(_url_of(part.get("audio_url"), kind, index))
+        return Audio(_url_of(part.get("audio_url"), kind, index), origin="url")
     if kind == "video_url":
-        return Video(_url_of(part.get("video_url"), kind, index))
+        return Video(_url_of(part.get("video_url"), kind, index), origin="url")
     raise ContentError(f"part #{index} has unsupported type {kind!r}")
 
 

@@ -11,8 +11,11 @@ A plain dict chain input (``{"question": ..., "image": b64}``) is judged value b
 order: a message list or message contributes its turns; content blocks their parts; bytes, a
 ``Path`` or a PIL image a sniffed media part; a ``str`` is media when it is a ``data:image|audio|
 video/...`` URI or its key names a media kind (``image``, ``audio``, ``video`` as a
-``_``-separated word: ``image``, ``image_b64``, ``user_video``), and text otherwise; numbers,
-booleans and ``None`` are settings, not content, and are skipped.
+``_``-separated word, singular or plural: ``image``, ``image_b64``, ``user_videos``), and text
+otherwise; a list under a media-named key is one media part per item; long base64 that decodes
+to media under any other key is a ContentError, never prose; numbers, booleans and ``None``
+are settings, not content, and are skipped. No string from a block or a dict is ever read as a
+file on the judge's host (see :data:`omniguard_plugins.content.Origin`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from langchain_core.prompt_values import PromptValue
 
 from omniguard_plugins.content import Audio, Conversation, Image, Part, Role, Text, Turn, Video, to_part
 from omniguard_plugins.errors import ContentError
+from omniguard_plugins.media import sniff_base64_kind
 from omniguard_plugins.openai_messages import parts_from_openai
 
 __all__ = ["has_content", "parts_from_blocks", "parts_of", "role_of", "to_conversation", "turn_of"]
@@ -97,10 +101,12 @@ def _openai(value: Mapping[str, Any], index: int) -> tuple[Part, ...]:
 def _media(cls: type[Image] | type[Audio] | type[Video], block: Mapping[str, Any], index: int) -> Part:
     mime = block.get("mime_type")
     name = (block.get("extras") or {}).get("filename") if isinstance(block.get("extras"), Mapping) else None
+    # a block's fields say what they hold: base64 is base64 only, a url a data: URI or an
+    # http(s) URL; neither is ever read as a file on the judge's host
     if block.get("base64"):
-        return cls(block["base64"], mime_type=mime, name=name)
+        return cls(block["base64"], mime_type=mime, name=name, origin="base64")
     if block.get("url"):
-        return cls(block["url"], mime_type=mime, name=name)
+        return cls(block["url"], mime_type=mime, name=name, origin="url")
     if block.get("file_id"):
         raise ContentError(
             f"content block #{index} refers to provider file id {block['file_id']!r}; "
@@ -231,21 +237,39 @@ def _dict_turns(data: Mapping[str, Any], role: Role) -> list[Turn]:
 
 
 def _value_parts(key: str, value: Any) -> tuple[Part, ...]:
+    named = _MEDIA_KEY.search(key)
+    key_kind = _KEY_KIND[named.group(1).lower()] if named else None
     if isinstance(value, str):
-        if not value:
-            return ()
-        uri = _DATA_URI_KIND.match(value)
-        named = _MEDIA_KEY.search(key)
-        kind = uri.group(1).lower() if uri else (_KEY_KIND[named.group(1).lower()] if named else None)
-        return (_MEDIA[kind](value, name=key),) if kind else (Text(value),)
+        return _str_part(key, key_kind, value)
     if isinstance(value, (bytes, bytearray, Path)):
         return (to_part(bytes(value) if not isinstance(value, Path) else value),)
+    if key_kind and isinstance(value, (list, tuple)):  # {"images": [b64, b64]}: each one media
+        return tuple(p for item in value for p in _value_parts(key, item))
     if isinstance(value, Mapping) and "type" not in value:
         return tuple(p for t in _dict_turns(value, "user") for p in t.parts)
     try:
         return parts_of(value)
     except ContentError as exc:
         raise ContentError(f"input key {key!r}: {exc}") from None
+
+
+def _str_part(key: str, key_kind: str | None, value: str) -> tuple[Part, ...]:
+    """A dict value that is a str: media when a data: URI or a media-named key says so (read
+    as base64, a data: URI or a URL, never a host path), else text; base64 media under a key
+    that names no kind is refused rather than judged as prose."""
+    if not value:
+        return ()
+    uri = _DATA_URI_KIND.match(value)
+    kind = uri.group(1).lower() if uri else key_kind
+    if kind:
+        return (_MEDIA[kind](value, name=key, origin="wire"),)
+    sniffed = sniff_base64_kind(value)
+    if sniffed:
+        raise ContentError(
+            f"input key {key!r} holds base64 {sniffed}; name the key after its kind (e.g. {sniffed!r}) "
+            f"or pass a content block"
+        )
+    return (Text(value),)
 
 
 def _turns(value: Any, role: Role) -> list[Turn]:

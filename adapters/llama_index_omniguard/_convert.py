@@ -1,9 +1,9 @@
 """LlamaIndex shapes -> the core's content parts. Conversion only: no judging here.
 
-Media are passed to the core as sources (a Path, raw bytes, a base64 ``data:`` URI or a URL)
-and decoded lazily by the judge, so a bad image becomes a typed, blocking verdict rather than
-an exception in the host app. LlamaIndex stores inline media as base64 (``ImageNode.image``,
-``MediaResource.data``, ``ImageBlock.image``); those become ``data:`` URIs.
+Media are passed to the core as sources (a Path, a file-like, base64 or a URL) and decoded
+lazily by the judge, so a bad image becomes a typed, blocking verdict rather than an exception
+in the host app. LlamaIndex stores inline media as base64 (``ImageNode.image``,
+``MediaResource.data``, ``ImageBlock.image``); those are read as base64 only.
 """
 
 from __future__ import annotations
@@ -97,29 +97,21 @@ def node_parts(node: BaseNode) -> tuple[Part, ...]:
 
 
 def _media(kind: str, data: Any, path: Any, url: Any, mime: str | None, name: str | None = None) -> Part:
-    """One media part from LlamaIndex's (inline data | path | url) triple, in that order."""
+    """One media part from LlamaIndex's (inline data | path | url) triple, in that order.
+
+    Inline data is LlamaIndex's base64 and is read as base64 only; a url field as a ``data:``
+    URI or an http(s) URL only. Only the explicit ``path`` fields, which the app's own readers
+    set, name a file (the core rewinds a file-like after reading it)."""
     cls = _MEDIA[kind]
     if data is not None and data != b"" and data != "":
         if isinstance(data, io.IOBase):
-            data = _read_keeping_position(data)
             return cls(data, mime_type=mime, name=name)
         b64 = data.decode("ascii", "replace") if isinstance(data, (bytes, bytearray)) else str(data)
-        return cls(f"data:{mime or ''};base64,{b64}", mime_type=mime, name=name)
+        return cls(b64, mime_type=mime, name=name, origin="base64")
     if path is not None and str(path):
         p = Path(path)
         return cls(p, mime_type=mime, name=name or p.name)
     if url is not None and str(url):
-        return cls(str(url), mime_type=mime, name=name)
+        return cls(str(url), mime_type=mime, name=name, origin="url")
     raise ContentError(f"{kind} has no data, path or url")
-
-
-def _read_keeping_position(stream: io.IOBase) -> bytes:
-    """Read a file-like block fully without consuming it for the LLM that reads it next."""
-    pos = stream.tell() if stream.seekable() else None
-    data = stream.read()
-    if pos is not None:
-        stream.seek(pos)
-    if isinstance(data, str):
-        raise ContentError("media file-likes must be opened in binary mode")
-    return bytes(data)
 
