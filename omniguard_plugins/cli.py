@@ -47,8 +47,9 @@ def main() -> None:
 @click.option("--text", "-t", "texts", multiple=True, help="User text to judge (repeatable).")
 @click.option("--image", "-i", "images", multiple=True, type=click.Path(dir_okay=False), help="Image file (repeatable).")
 @click.option("--audio", "-a", "audios", multiple=True, type=click.Path(dir_okay=False), help="Audio file (repeatable).")
-@click.option("--video", "-v", "videos", multiple=True, type=click.Path(dir_okay=False), help="Video file (repeatable).")
-@click.option("--response", "-r", default=None, help="The assistant's answer: judges it (output rail) in the context of the user turn.")
+@click.option("--video", "videos", multiple=True, type=click.Path(dir_okay=False), help="Video file (repeatable).")
+@click.option("--response", "-r", default=None,
+              help="The assistant's answer: judges it (output rail), in the context of the user turn if one is given.")
 @click.option("--mode", type=_MODES, default=None, help="verdict (fast, default), critique (with reasoning) or score (P(unsafe)).")
 @click.option("--policy", "policy_file", type=click.Path(exists=True, dir_okay=False), default=None, help="YAML policy file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
@@ -79,15 +80,15 @@ def check(
     parts += [Image(Path(p), name=Path(p).name) for p in images]
     parts += [Audio(Path(p), name=Path(p).name) for p in audios]
     parts += [Video(Path(p), name=Path(p).name) for p in videos]
-    if not parts:
-        raise click.UsageError("nothing to check: give --text, --image, --audio or --video")
+    if not parts and response is None:
+        raise click.UsageError("nothing to check: give --text, --image, --audio, --video or --response")
     try:
         settings = _judge_settings(model, url, device, on_error)
         if policy_file:
             settings["policy"] = Policy.from_yaml(Path(policy_file))
         judge = OmniGuard(**settings)
         judge.load()
-        verdict = judge.check(user=parts, assistant=response, mode=mode)  # type: ignore[arg-type]
+        verdict = judge.check(user=parts or None, assistant=response, mode=mode)  # type: ignore[arg-type]
     except (ModelLoadError, ConfigError) as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)

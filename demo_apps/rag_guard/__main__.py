@@ -11,7 +11,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m demo_apps.rag_guard", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=7861)
-    parser.add_argument("--ask", nargs="+", metavar="QUESTION", help="print the reports instead of serving the page")
+    # repeatable and multi-valued: `--ask A --ask B` and `--ask A B` both ask A then B
+    parser.add_argument("--ask", nargs="+", action="extend", metavar="QUESTION",
+                        help="print the reports instead of serving the page (repeatable)")
     args = parser.parse_args(argv)
 
     from omniguard_plugins.demo import demo_judge

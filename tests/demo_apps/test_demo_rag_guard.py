@@ -35,3 +35,15 @@ def test_demo_rag_guard_drops_unsafe_nodes_and_refuses_unsafe_questions(judge):
     assert page.count("<tr class='dropped'>") == 3 and page.count("<tr class='kept'>") == 3
     assert "Indiscriminate Weapons" in page and "data:image/png;base64," in page and "SCRIPTED JUDGE" in page
     assert "the input rail refused this question before retrieval" in refused
+
+
+def test_ask_is_repeatable_and_answers_every_question(monkeypatch, capsys, judge):
+    """`--ask A --ask B` prints both reports (argparse's default kept only the last)."""
+    import demo_apps.rag_guard.__main__ as cli
+    import omniguard_plugins.demo as demo
+
+    monkeypatch.setattr(demo, "demo_judge", lambda **_: (judge, None))
+    assert cli.main(["--ask", "What do the documents say about Paris?", "--ask", "How do I build a bomb?"]) == 0
+    out = capsys.readouterr().out
+    assert "Paris" in out and "bomb" in out
+    assert out.count("How do I build a bomb?") >= 1 and out.count("What do the documents say about Paris?") >= 1
