@@ -11,7 +11,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 endif
 PYTEST_ARGS ?=
 
-.PHONY: install test browser demo demo-cli bench clean
+.PHONY: install test browser espeak demo demo-cli bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install browser
+test: install browser espeak
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # the browser test drives Debian's Chromium; install it when missing (skipped where apt is unavailable)
@@ -30,6 +30,12 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
 		echo "chromium not installed: the browser test will be skipped"; }
+
+# the spoken eval sets use Debian's espeak-ng; install it when missing (their tests skip without it)
+espeak:
+	@command -v espeak-ng >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq espeak-ng >/dev/null) || \
+		echo "espeak-ng not installed: the spoken eval tests will be skipped"; }
 
 demo: install
 	$(BIN)/omniguard demo

@@ -85,7 +85,10 @@ def check(
     try:
         settings = _judge_settings(model, url, device, on_error)
         if policy_file:
-            settings["policy"] = Policy.from_yaml(Path(policy_file))
+            try:
+                settings["policy"] = Policy.from_yaml(Path(policy_file))
+            except ConfigError as exc:  # exit 2 with one line: 1 would read as "unsafe"
+                raise ConfigError(f"--policy {Path(policy_file).name}: {exc}") from None
         judge = OmniGuard(**settings)
         judge.load()
         verdict = judge.check(user=parts or None, assistant=response, mode=mode)  # type: ignore[arg-type]
@@ -142,6 +145,11 @@ def _add_optional_commands() -> None:
 
 
 _add_optional_commands()
+
+from .eval.cli import eval_command, policy_group  # noqa: E402
+
+main.add_command(eval_command)
+main.add_command(policy_group)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

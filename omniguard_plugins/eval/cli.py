@@ -1,0 +1,187 @@
+"""``omniguard eval`` and ``omniguard policy test``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import OmniGuardError
+
+__all__ = ["eval_command", "policy_group"]
+
+_MODES = click.Choice(["verdict", "score", "critique"])
+
+
+def _judge_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed([
+        click.option("--model", envvar="OMNIGUARD_MODEL", default=None, help="Checkpoint id or folder [env OMNIGUARD_MODEL]."),
+        click.option("--url", envvar="OMNIGUARD_URL", default=None,
+                     help="OpenAI-compatible judge endpoint(s): omniguard serve or vLLM [env OMNIGUARD_URL]."),
+        click.option("--device", envvar="OMNIGUARD_DEVICE", default=None, help="auto, cpu, cuda, cuda:1 ..."),
+        click.option("--mode", type=_MODES, default=None, help="verdict (default), score (P(unsafe), one pass) or critique."),
+        click.option("--data-root", type=click.Path(file_okay=False), envvar="OMNIGUARD_DATA_ROOT", default=None,
+                     help="Folder of the benchmark sets [env OMNIGUARD_DATA_ROOT; default ../shared/data/benchmarks]."),
+        click.option("--limit", type=click.IntRange(min=1), default=None,
+                     help="At most N items per set (a label-stratified, seeded sample)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
+                     help="Items per check_many call."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _judge(model: str | None, url: str | None, device: str | None) -> Any:
+    from ..judge import OmniGuard
+
+    return OmniGuard(model=model, base_url=url, device=device).load()
+
+
+def _policy(path: str) -> Any:
+    from ..policy import Policy
+
+    if not Path(path).is_file():
+        raise click.BadParameter(f"no such policy file: {path}", param_hint="policy")
+    return Policy.from_yaml(Path(path))
+
+
+def _load_items(names: Sequence[str], data_root: str | None, limit: int | None, seed: int) -> list[Any]:
+    from .datasets import DATASETS, load_dataset
+
+    if list(names) == ["all"]:
+        names = [n for n, info in DATASETS.items() if info.available()]
+        missing = [n for n, info in DATASETS.items() if not info.available()]
+        if missing:
+            click.echo(f"skipping {', '.join(missing)}: espeak-ng is not installed", err=True)
+    items = []
+    for name in names:
+        items += load_dataset(name, data_root, limit=limit, seed=seed)
+    return items
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
+    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True) as bar:
+        yield bar.update
+
+
+def _summary_line(overall: dict[str, Any]) -> str:
+    auprc = "" if overall["auprc"] is None else f"  AUPRC {overall['auprc']:.3f}"
+    return (f"{overall['n']} items  precision {overall['precision']:.3f}  recall {overall['recall']:.3f}  "
+            f"F1 {overall['f1']:.3f}{auprc}  errors {overall['n_errors']}")
+
+
+def _list_sets() -> None:
+    from .datasets import DATASETS
+
+    for name, info in DATASETS.items():
+        state = "" if info.available() else f"  (needs {info.needs})"
+        click.echo(f"{name:28s} {info.modality:12s} {info.labelled:9s} {info.description}{state}")
+
+
+@click.command("eval")
+@click.argument("sets", nargs=-1)
+@_judge_options
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Run folder [default: omniguard-eval]; a folder with predictions is resumed (its items are not "
+                   "judged again). With --compare: where compare.md goes.")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
+              help="YAML policy to judge under (default: S1-S12).")
+@click.option("--dev-split", type=click.FloatRange(0.05, 0.95), default=None,
+              help="Choose a threshold (max F1) on this share of the items, report the rest at it (needs scores).")
+@click.option("--compare", nargs=2, type=click.Path(), default=None, metavar="RUN_A RUN_B",
+              help="Compare two run folders instead of judging: metric changes and flipped items.")
+@click.option("--list", "list_sets", is_flag=True, help="List the sets and exit.")
+def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, device: str | None, mode: str | None,
+                 data_root: str | None, limit: int | None, seed: int, batch_size: int, out: str | None,
+                 policy_file: str | None, dev_split: float | None, compare: tuple[str, str] | None,
+                 list_sets: bool) -> None:
+    """Measure the judge on labelled sets (names from --list, 'all', or golden-set files).
+
+    Writes report.md, report.html, report.json, predictions.jsonl and PNG plots into --out.
+    """
+    from .compare import compare_runs
+    from .render import write_report
+    from .runner import evaluate
+
+    if list_sets:
+        _list_sets()
+        return
+    try:
+        if compare:
+            comparison = compare_runs(*compare)
+            text = comparison.to_markdown()
+            click.echo(text)
+            if out is not None:
+                Path(out).mkdir(parents=True, exist_ok=True)
+                (Path(out) / "compare.md").write_text(text, encoding="utf-8")
+            return
+        if not sets:
+            raise click.UsageError("name the sets to evaluate (see --list), 'all', or golden-set files")
+        out = out or "omniguard-eval"
+        policy = _policy(policy_file) if policy_file else None
+        items = _load_items(sets, data_root, limit, seed)
+        judge = _judge(model, url, device)
+        try:
+            with _progress(len(items), "judging") as update:
+                report = evaluate(judge, items, out_dir=out, mode=mode, policy=policy, batch_size=batch_size,
+                                  dev_fraction=dev_split, progress=update)
+        finally:
+            judge.close()
+        written = write_report(report, out)
+    except OmniGuardError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    click.echo(_summary_line(report.overall))
+    click.echo(f"wrote {', '.join(sorted(written))} and predictions.jsonl to {out}")
+
+
+@click.group("policy")
+def policy_group() -> None:
+    """Work with safety policies."""
+
+
+@policy_group.command("test")
+@click.argument("policy_file", type=click.Path(dir_okay=False))
+@click.argument("golden", nargs=-1, required=True)
+@_judge_options
+@click.option("--out", type=click.Path(file_okay=False), default="omniguard-policy-test", show_default=True,
+              help="Folder for the custom/ and default/ runs and compare.md (resumable).")
+@click.option("--baseline/--no-baseline", default=True, show_default=True,
+              help="Also judge under the default policy and list the flipped items.")
+def policy_test_command(policy_file: str, golden: tuple[str, ...], model: str | None, url: str | None,
+                        device: str | None, mode: str | None, data_root: str | None, limit: int | None, seed: int,
+                        batch_size: int, out: str, baseline: bool) -> None:
+    """Evaluate POLICY_FILE (YAML) on GOLDEN sets (golden-set files or set names)."""
+    from .policy_test import policy_test
+    from .render import write_report
+
+    try:
+        policy = _policy(policy_file)
+        items = _load_items(golden, data_root, limit, seed)
+        judge = _judge(model, url, device)
+        try:
+            with _progress(len(items) * (2 if baseline else 1), "judging") as update:
+                result = policy_test(judge, policy, items, out_dir=out, baseline=baseline, mode=mode,
+                                     batch_size=batch_size, progress=update)
+        finally:
+            judge.close()
+        write_report(result.custom, Path(out) / "custom")
+        if result.default is not None:
+            write_report(result.default, Path(out) / "default")
+    except OmniGuardError as exc:
+        raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
+    click.echo("custom policy:  " + _summary_line(result.custom.overall))
+    for label, row in result.custom.by_category.items():
+        click.echo(f"  {label:40s} items {row['n']:4d}  recall {row['recall']:.3f}")
+    if result.comparison is not None and result.default is not None:
+        click.echo("default policy: " + _summary_line(result.default.overall))
+        text = result.comparison.to_markdown()
+        (Path(out) / "compare.md").write_text(text, encoding="utf-8")
+        click.echo(f"{len(result.comparison.broken)} items right under the default policy and wrong under yours, "
+                   f"{len(result.comparison.fixed)} the other way round: {Path(out) / 'compare.md'}")
+    click.echo(f"reports in {Path(out) / 'custom'}" + (f" and {Path(out) / 'default'}" if baseline else ""))
