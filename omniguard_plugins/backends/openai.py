@@ -27,7 +27,6 @@ import random
 import threading
 import time
 import wave
-from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,9 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from .._lru import LRU
+from ..answer_format import VERDICT_STOP
 from ..errors import BackendError, ConfigError
 from ..media import DecodedAudio, DecodedImage, DecodedMedia, DecodedVideo
-from .base import GenerationRequest, GenerationResult
+from .base import BaseBackend, GenerationRequest, GenerationResult
 
 if TYPE_CHECKING:
     from ..config import JudgeConfig
@@ -46,9 +47,9 @@ __all__ = ["EndpointPool", "OpenAIBackend"]
 
 log = logging.getLogger("omniguard")
 
-#: verdict mode stops here: the label and categories are complete, the critique would follow
-VERDICT_STOP = ["\n- Assessment", "\n-Assessment"]
 _VERDICT_MAX_TOKENS = 64
+#: encoded media parts kept (a PNG or mp4 data URI each), so a part judged again is not re-encoded
+_ENCODED_PARTS = 64
 
 
 @dataclass
@@ -110,11 +111,17 @@ class EndpointPool:
 
 
 class _Retryable(Exception):
-    pass
+    def __init__(self, reason: str, *, retry_after_s: float = 0.0) -> None:
+        super().__init__(reason)
+        #: the server's Retry-After (429/503): the next try waits at least this long
+        self.retry_after_s = retry_after_s
 
 
-class OpenAIBackend:
+class OpenAIBackend(BaseBackend):
     """Generate through OpenAI-compatible chat completions on one or more endpoints."""
+
+    #: nothing to prepare in the caller: the server does the model's preprocessing
+    prepares_in_caller = False
 
     def __init__(
         self,
@@ -142,8 +149,7 @@ class OpenAIBackend:
         self._client = httpx.Client(headers=headers, limits=limits,
                                     timeout=httpx.Timeout(timeout_s, connect=min(5.0, timeout_s)))
         self._pool = ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="omniguard-openai")
-        self._encoded: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
-        self._encoded_lock = threading.Lock()
+        self._encoded: LRU[tuple[Any, ...], dict[str, Any]] = LRU(_ENCODED_PARTS, lock=True)
 
     @classmethod
     def from_config(cls, config: JudgeConfig) -> OpenAIBackend:
@@ -193,7 +199,7 @@ class OpenAIBackend:
             body["max_tokens"] = req.max_new_tokens
         else:
             body["max_tokens"] = _VERDICT_MAX_TOKENS
-            body["stop"] = VERDICT_STOP
+            body["stop"] = list(VERDICT_STOP)
         if req.mode == "score":
             body["logprobs"] = True
             body["top_logprobs"] = self.top_logprobs
@@ -203,6 +209,7 @@ class OpenAIBackend:
         deadline = time.monotonic() + self.timeout_s
         tried: set[str] = set()
         errors: list[str] = []
+        asked = 0.0
         for attempt in range(self.retries + 1):
             endpoint = self.pool.acquire(tried)
             if endpoint is None:
@@ -215,9 +222,12 @@ class OpenAIBackend:
                 return data
             except _Retryable as exc:
                 errors.append(f"{endpoint.url}: {exc}")
+                asked = exc.retry_after_s
             finally:
                 self.pool.release(endpoint, ok=ok)
             pause = min(2.0, self.backoff_s * (2**attempt)) * (0.5 + random.random())
+            if len(tried) >= len(self.pool.endpoints):  # no fresh endpoint left: honour Retry-After
+                pause = max(pause, asked)
             if time.monotonic() + pause >= deadline:
                 break
             time.sleep(pause)
@@ -234,7 +244,8 @@ class OpenAIBackend:
         except httpx.TransportError as exc:  # connection refused/reset, timeouts, protocol errors
             raise _Retryable(f"{type(exc).__name__}: {exc}".splitlines()[0]) from exc
         if resp.status_code >= 500 or resp.status_code == 429:
-            raise _Retryable(f"HTTP {resp.status_code}: {_error_message(resp)}")
+            raise _Retryable(f"HTTP {resp.status_code}: {_error_message(resp)}",
+                             retry_after_s=_retry_after(resp.headers.get("retry-after")))
         if resp.status_code >= 400:
             # the request itself is wrong (auth, a part the server refuses): retrying cannot help
             raise BackendError(f"{url} refused the request: HTTP {resp.status_code}: {_error_message(resp)}")
@@ -247,15 +258,10 @@ class OpenAIBackend:
 
     def _media_part(self, media: DecodedMedia) -> dict[str, Any]:
         key = (media.kind, media.sha256, getattr(media, "window", None))
-        with self._encoded_lock:
-            hit = self._encoded.get(key)
-        if hit is not None:
-            return hit
-        part = media_content_part(media)
-        with self._encoded_lock:
-            self._encoded[key] = part
-            while len(self._encoded) > 64:
-                self._encoded.popitem(last=False)
+        part = self._encoded.get(key)
+        if part is None:
+            part = media_content_part(media)
+            self._encoded.put(key, part)
         return part
 
 
@@ -329,6 +335,14 @@ def _v1(url: str) -> str:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+def _retry_after(value: str | None) -> float:
+    """Seconds from a Retry-After header (delta-seconds form), 0 when absent or unreadable."""
+    try:
+        return min(60.0, max(0.0, float(value))) if value else 0.0
+    except ValueError:
+        return 0.0
 
 
 def _error_message(resp: httpx.Response) -> str:

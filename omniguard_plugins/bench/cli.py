@@ -11,11 +11,9 @@ from typing import Any
 
 import click
 
-__all__ = ["bench"]
+from ..backends.transformers.fast_paths import SWITCHES
 
-#: fast paths ``--without`` can turn off, and the backend attribute that switches each
-FAST_PATHS = {"prefix-cache": "prefix_cache", "caller-prepare": "prepare_in_caller", "decode-graphs": "decode_graphs",
-              "explain-continue": "continue_explanations", "media-cache": "cache_media_features"}
+__all__ = ["bench"]
 
 
 def _csv(value: str) -> list[str]:
@@ -42,7 +40,7 @@ def _csv(value: str) -> list[str]:
 @click.option("--critique-tokens", default=256, type=int)
 @click.option("--with", "enable", default="", help="Comma list of fast paths to turn on for the whole run (decode-graphs is off by default).")
 @click.option("--without", "ablate", default="",
-              help="Comma list of fast paths (prefix-cache, caller-prepare, decode-graphs, explain-continue, media-cache) to also measure turned off, each row in the same run.")
+              help=f"Comma list of fast paths ({', '.join(SWITCHES)}) to also measure turned off, each row in the same run.")
 @click.option("--budget-s", default=0.0, type=float, help="Skip measurements once this many seconds have passed (0: no limit).")
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False), default=None,
               help="Write the run as a bench/RESULTS.md section (card, date, table, ratios).")
@@ -53,24 +51,25 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
           critique_tokens: int, enable: str, ablate: str, budget_s: float, markdown_out: str | None,
           json_out: str | None) -> None:
     """Measure the judge. On the CPU use the ratios only; absolute numbers come from a GPU."""
-    from ..backends.transformers import TransformersBackend, _resolve_device
+    from ..backends.transformers import BenchKnobs, FastPaths, TransformersBackend
+    from ..backends.transformers.loading import resolve_device
     from .harness import HEADER, make_checks, matmul_tflops, run_bench
 
     for option, value in (("--with", enable), ("--without", ablate)):
-        unknown = set(_csv(value)) - set(FAST_PATHS)
+        unknown = set(_csv(value)) - set(SWITCHES)
         if unknown:
-            raise click.BadParameter(f"unknown fast path(s) {', '.join(sorted(unknown))}; one of {', '.join(FAST_PATHS)}",
+            raise click.BadParameter(f"unknown fast path(s) {', '.join(sorted(unknown))}; one of {', '.join(SWITCHES)}",
                                      param_hint=option)
     started = time.perf_counter()
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
+    paths = FastPaths().resolved(dev)
+    for path in _csv(enable):
+        paths = paths.switched(path, True)
     t0 = time.perf_counter()
     if random_weights:
         from .random_model import build_random_backend
 
-        backend = build_random_backend(arch, device=dev)
-        backend.verdict_max_new_tokens = 8  # random weights never finish a Categories line ("\n- Categories: S1, S10")
-        backend.ignore_eos = True
-        backend.label_from_pair = True  # random labels: about half the rows go on to generate categories
+        backend = build_random_backend(arch, device=dev, fast_paths=paths, knobs=BenchKnobs.random_weights())
         label_model = f"random {arch}"
     else:
         if model is None:
@@ -80,11 +79,9 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
             label_model = "tiny checkpoint"
         else:
             label_model = model
-        backend = TransformersBackend.from_pretrained(model, device=dev)
+        backend = TransformersBackend.from_pretrained(model, device=dev, fast_paths=paths)
     load_s = time.perf_counter() - t0
-    for path in _csv(enable):
-        setattr(backend, FAST_PATHS[path], True)
-    paths_on = {path: bool(getattr(backend, attr)) for path, attr in FAST_PATHS.items()}
+    paths_on = {path: paths.is_on(path) for path in SWITCHES}
     click.echo(f"# fast paths on: {', '.join(p for p, on in paths_on.items() if on) or 'none'}")
     ablations = [p for p in _csv(ablate) if paths_on[p]]
     for path in sorted(set(_csv(ablate)) - set(ablations)):
@@ -121,10 +118,9 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
                 n = max(conc, min(n_requests, n_requests if conc > 1 else max(4, n_requests // 8)))
                 real_mode = "verdict" if mode == "explain" else mode
                 for off in [*ablations, None]:
-                    for path, attr in FAST_PATHS.items():
-                        setattr(backend, attr, paths_on[path] and path != off)
+                    row_backend = backend.variant(fast_paths=paths.switched(off, False)) if off else backend
                     label = f"{label_model[:18]}{f' -{off}' if off else ''}"
-                    results.append(run_bench(backend, checks(n), label=label[:28], workload=workload, mode=real_mode,
+                    results.append(run_bench(row_backend, checks(n), label=label[:28], workload=workload, mode=real_mode,
                                              concurrency=conc, max_batch=max_batch, max_new_tokens=critique_tokens,
                                              explain_unsafe=mode == "explain", on_progress=click.echo))
                     results[-1].extra["without"] = off

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import GenerationRequest, GenerationResult
+from ..backends.base import Backend, BaseBackend, GenerationRequest, GenerationResult
 from ..content import Audio, Image, Video
 from ..judge import OmniGuard
 
@@ -116,18 +116,20 @@ def make_checks(workload: Workload, n: int, *, image_size: int = 448, audio_s: f
     return checks
 
 
-class _CountingBackend:
+class _CountingBackend(BaseBackend):
     """Wraps a backend to count generated tokens and batch sizes."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Backend) -> None:
         self.inner = inner
         self.model_id = inner.model_id
+        self.prepares_in_caller = inner.prepares_in_caller  # keep the caller-side preprocessing path
         self.new_tokens = 0
         self.prompt_tokens: list[int] = []
         self.computed_tokens: list[int] = []
         self.batches: list[int] = []
-        if callable(getattr(inner, "prepare", None)):
-            self.prepare = inner.prepare  # keep the caller-side preprocessing path
+
+    def prepare(self, request: GenerationRequest) -> GenerationRequest:
+        return self.inner.prepare(request)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         results = self.inner.generate(requests)

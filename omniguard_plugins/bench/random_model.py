@@ -6,7 +6,10 @@ tokenizer is a small BPE trained here; the processor uses the real Qwen2.5-Omni 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..backends.transformers import BenchKnobs, FastPaths, TransformersBackend
 
 __all__ = ["ARCHS", "build_random_backend"]
 
@@ -35,11 +38,15 @@ ARCHS: dict[str, dict[str, Any]] = {
 }
 
 
-def build_random_backend(arch: str, *, device: str = "cuda", dtype: str = "auto"):
+def build_random_backend(arch: str, *, device: str = "cuda", dtype: str = "auto", fast_paths: FastPaths | None = None,
+                         knobs: BenchKnobs | None = None) -> TransformersBackend:
+    """A thinker of ``arch``'s shape with random weights; pass ``BenchKnobs.random_weights()``
+    for verdicts that cost what a trained checkpoint's do."""
     import torch
     from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
 
-    from ..backends.transformers import TransformersBackend, _resolve_dtype
+    from ..backends.transformers import TransformersBackend
+    from ..backends.transformers.loading import resolve_dtype
     from ..testing._tiny import SPECIALS, _build_tokenizer, _examples
     from transformers import Qwen2_5OmniProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor, WhisperFeatureExtractor
 
@@ -74,8 +81,9 @@ def build_random_backend(arch: str, *, device: str = "cuda", dtype: str = "auto"
         vision_start_token_id=ids["<|vision_bos|>"], vision_end_token_id=ids["<|vision_eos|>"],
         user_token_id=tok.convert_tokens_to_ids("user"),
     )
-    torch_dtype = _resolve_dtype(dtype, device)
+    torch_dtype = resolve_dtype(dtype, device)
     with torch.device(device):
         model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(cfg, dtype=torch_dtype, attn_implementation="sdpa")
     model.to(device).eval()
-    return TransformersBackend(model, processor, model_id=f"random-{arch}", device=device)
+    return TransformersBackend(model, processor, model_id=f"random-{arch}", device=device, fast_paths=fast_paths,
+                               knobs=knobs)

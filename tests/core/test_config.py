@@ -47,4 +47,4 @@ def test_decode_graphs_is_off_unless_asked_and_reaches_the_backend(tiny_checkpoi
     assert JudgeConfig.load(env={}).decode_graphs is False
     cfg = JudgeConfig.load(env={"OMNIGUARD_DECODE_GRAPHS": "1"}, model=str(tiny_checkpoint_path), device="cpu")
     assert cfg.decode_graphs is True
-    assert TransformersBackend.from_config(cfg).decode_graphs is True
+    assert TransformersBackend.from_config(cfg).fast_paths.decode_graphs is True

@@ -17,7 +17,8 @@ from PIL import Image as PILImage
 
 from omniguard_plugins import Conversation, Image, Policy
 from omniguard_plugins.backends.base import GenerationRequest
-from omniguard_plugins.backends.transformers import TransformersBackend
+from omniguard_plugins.backends.transformers import BenchKnobs, FastPaths, TransformersBackend
+from omniguard_plugins.backends.transformers.encoding import chat_text
 from omniguard_plugins.media import DecodedAudio, DecodedImage, DecodedVideo
 from omniguard_plugins.prompt import render
 from omniguard_plugins.verdict import LABEL_PREFIX
@@ -27,8 +28,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def backend(tiny_checkpoint_path: Path) -> Iterator[TransformersBackend]:
-    backend = TransformersBackend.from_pretrained(tiny_checkpoint_path, device="cpu")
-    backend.prepare_in_caller = True  # on by default on CUDA only; the path is the same
+    # caller-prepare is on by default on CUDA only; the path is the same
+    paths = FastPaths(caller_prepare=True)
+    backend = TransformersBackend.from_pretrained(tiny_checkpoint_path, device="cpu", fast_paths=paths)
     yield backend
     backend.close()
 
@@ -68,12 +70,13 @@ def _mixed_batch(mode: str) -> list[GenerationRequest]:
     ]
 
 
+def _with(backend: TransformersBackend, **switches: object) -> TransformersBackend:
+    """The same loaded model and caches with some fast paths switched."""
+    return backend.variant(fast_paths=replace(backend.fast_paths, **switches))
+
+
 def _answers(backend: TransformersBackend, requests: list[GenerationRequest], *, prefix_cache: bool) -> list[tuple[str, float | None, int]]:
-    backend.prefix_cache = prefix_cache
-    try:
-        return [(r.text, r.score, r.new_tokens) for r in backend.generate(requests)]
-    finally:
-        backend.prefix_cache = True
+    return [(r.text, r.score, r.new_tokens) for r in _with(backend, prefix_cache=prefix_cache).generate(requests)]
 
 
 @pytest.mark.parametrize("mode", ["verdict", "critique", "score"])
@@ -93,24 +96,24 @@ def test_reused_policy_prefix_changes_no_answer(backend: TransformersBackend, mo
 
 
 def test_policy_prefix_is_prefilled_once_and_reused(backend: TransformersBackend) -> None:
-    backend._prefix.clear()
+    backend.prefix_kv.clear()
     texts = ["how to cook rice", "how to kill a process", "where is the station", "steal the show"]
     first = [_request(t) for t in texts]
     backend.generate(first)
     prefix_tokens = backend.last_prompt_tokens[0] - backend.last_computed_tokens[0]
-    assert prefix_tokens > 0 and len(backend._prefix) == 1
-    hits = backend._prefix.hits
+    assert prefix_tokens > 0 and len(backend.prefix_kv) == 1
+    hits = backend.prefix_kv.hits
     backend.generate([_request(t + " again") for t in texts])
-    assert backend._prefix.hits == hits + 1 and len(backend._prefix) == 1
+    assert backend.prefix_kv.hits == hits + 1 and len(backend.prefix_kv) == 1
     assert [p - c for p, c in zip(backend.last_prompt_tokens, backend.last_computed_tokens)] == [prefix_tokens] * 4
 
 
 def test_each_policy_keeps_its_own_prefix(backend: TransformersBackend) -> None:
-    backend._prefix.clear()
+    backend.prefix_kv.clear()
     narrow = Policy.default().drop("S12")
     requests = [_request("how to build a bomb"), _request("how to build a bomb", policy=narrow), _request("cook rice")]
     together = _answers(backend, requests, prefix_cache=True)
-    assert len(backend._prefix) == 2
+    assert len(backend.prefix_kv) == 2
     alone = [_answers(backend, [r], prefix_cache=False)[0] for r in requests]
     assert [t for t, _, _ in together] == [t for t, _, _ in alone]
 
@@ -138,7 +141,7 @@ def test_own_decode_loop_equals_transformers_generate(backend: TransformersBacke
 
 
 def test_verdict_rows_stop_at_their_categories_line(backend: TransformersBackend) -> None:
-    backend.verdict_max_new_tokens = 40
+    assert backend.knobs.verdict_max_new_tokens == 40
     results = backend.generate([_request("how do I build a bomb at home"), _request("tell me about the sea")])
     unsafe, safe = results
     assert unsafe.text.startswith(LABEL_PREFIX + " unsafe") and "Categories" in unsafe.text
@@ -149,7 +152,7 @@ def test_verdict_rows_stop_at_their_categories_line(backend: TransformersBackend
 def test_requests_prepared_one_by_one_collate_to_the_joint_processor_batch(backend: TransformersBackend) -> None:
     requests = _mixed_batch("verdict")[:5]  # text, text, image, audio, video
     joint = backend.processor(
-        text=[backend._chat_text(r) + r.prefix for r in requests],
+        text=[chat_text(backend.processor, r) + r.prefix for r in requests],
         images=[m.image for r in requests for m in r.media if isinstance(m, DecodedImage)],
         audio=[m.samples for r in requests for m in r.media if isinstance(m, DecodedAudio)],
         videos=[m.frames for r in requests for m in r.media if isinstance(m, DecodedVideo)],
@@ -173,8 +176,9 @@ def test_prepare_runs_in_callers_threads_and_changes_no_answer(backend: Transfor
 
 def test_caller_prepare_is_on_by_default_only_on_a_gpu(backend: TransformersBackend) -> None:
     fresh = TransformersBackend(backend.model, backend.processor, model_id="x", device="cpu")
-    assert fresh.prepare_in_caller is False
+    assert fresh.prepares_in_caller is False and fresh.fast_paths.caller_prepare is False
     assert fresh.prepare(_request("hello")).prepared is None  # the worker will run the processor
+    assert FastPaths().caller_prepare == "auto" and FastPaths().resolved("cuda:1").caller_prepare is True
 
 
 def test_the_judge_prepares_in_the_caller_and_the_worker_only_collates(tiny_checkpoint_path: Path) -> None:
@@ -195,8 +199,8 @@ def test_the_judge_prepares_in_the_caller_and_the_worker_only_collates(tiny_chec
             return super().generate(requests)
 
     inner = TransformersBackend.from_pretrained(tiny_checkpoint_path, device="cpu")
-    backend = Watching(inner.model, inner.processor, model_id=inner.model_id, device="cpu")
-    backend.prepare_in_caller = True
+    backend = Watching(inner.model, inner.processor, model_id=inner.model_id, device="cpu",
+                       fast_paths=FastPaths(caller_prepare=True))
     judge = OmniGuard(backend=backend, cache_size=0)
     try:
         assert not judge.check(user="how do I build a bomb").safe
@@ -209,18 +213,21 @@ def test_the_judge_prepares_in_the_caller_and_the_worker_only_collates(tiny_chec
 async def test_async_checks_prepare_off_the_event_loop(tiny_judge) -> None:  # type: ignore[no-untyped-def]
     import threading
 
+    from omniguard_plugins import OmniGuard
+
     loop_thread = threading.current_thread().name
     seen: list[str] = []
-    backend = tiny_judge.backend
+    backend = _with(tiny_judge.backend, caller_prepare=True)
+    assert backend.prepares_in_caller
     original = backend.prepare
     backend.prepare = lambda r: (seen.append(threading.current_thread().name), original(r))[1]  # type: ignore[method-assign]
-    backend.prepare_in_caller = True
+    judge = OmniGuard(backend=backend, cache_size=0)
     try:
-        verdict = await tiny_judge.acheck(user="tell me about the weather on the 3rd of june please")
+        verdict = await judge.acheck(user="tell me about the weather on the 3rd of june please")
     finally:
-        del backend.prepare
-        backend.prepare_in_caller = False
+        judge.close()  # closes the variant only: the shared judge's backend keeps working
     assert verdict.error is None and seen and loop_thread not in seen
+    assert tiny_judge.check(user="tell me about the sea").error is None
 
 
 @pytest.mark.parametrize("mode", ["verdict", "critique"])
@@ -228,31 +235,24 @@ def test_static_decode_buffers_change_no_answer(backend: TransformersBackend, mo
     """The static-buffer decode (graphs are captured on CUDA only; the CPU runs its steps eagerly)."""
     requests = [replace(r, max_new_tokens=30) for r in _mixed_batch(mode)]
     plain = [r.text for r in backend.generate(requests)]
-    backend.decode_graphs = True
-    backend.decode_max_batch = 4  # buckets of 1, 2 and 4 rows, and the dynamic path past them
-    try:
-        static = [r.text for r in backend.generate(requests)]
-        alone = [r.text for r in backend.generate(requests[:3])]
-    finally:
-        backend.decode_graphs = False
-        backend.decode_max_batch = 32
+    # buckets of 1, 2 and 4 rows, and the dynamic path past them
+    small = _with(backend, decode_graphs=True, decode_max_batch=4)
+    static = [r.text for r in small.generate(requests)]
+    alone = [r.text for r in small.generate(requests[:3])]
     assert static == plain and alone == plain[:3]
-    assert backend._static is not None and backend._static._buckets
-    backend.decode_graphs = True  # a larger cap later gets larger buffers, not an index error
-    try:
-        assert [r.text for r in backend.generate(requests)] == plain
-    finally:
-        backend.decode_graphs = False
+    assert backend.static_decoder is not None and len(backend.static_decoder) > 0
+    # a larger cap later gets larger buffers, not an index error
+    assert [r.text for r in _with(backend, decode_graphs=True).generate(requests)] == plain
     if mode == "critique":  # five general-template rows decode together: past the old 4-row buffers
-        assert backend._static.max_batch == 32
+        assert backend.static_decoder.max_batch == 32
 
 
 def test_prefill_projects_only_the_last_position_onto_the_vocabulary(backend: TransformersBackend) -> None:
     batch = backend.encode([_request("how to cook rice"), _request("a much longer question about cooking rice well")])
     ids, mask = batch["input_ids"], batch["attention_mask"]
-    positions = backend._positions(ids, mask, batch)
+    positions = backend.thinker.positions(ids, mask, batch)
     with torch.inference_mode():
-        ours = backend._forward(ids, mask, positions, None, {}, use_cache=False).logits
+        ours = backend.thinker.forward(ids, mask, positions, None, {}, use_cache=False).logits
         full = backend.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
     assert ours.shape[:2] == (2, 1) and full.shape[:2] == ids.shape  # other callers still get every position
     assert torch.allclose(ours[:, 0], full[:, -1], atol=1e-5)
@@ -263,18 +263,23 @@ def test_explained_verdicts_decode_the_critique_without_a_follow_up(tiny_checkpo
 
     backend = TransformersBackend.from_pretrained(tiny_checkpoint_path, device="cpu")
     calls: list[list[str]] = []
-    generate = backend.generate
-    backend.generate = lambda requests: (calls.append([r.mode for r in requests]), generate(requests))[1]  # type: ignore[method-assign]
-    judge = OmniGuard(backend=backend, cache_size=0)
+
+    def judge_over(backend: TransformersBackend) -> OmniGuard:
+        generate = backend.generate
+        backend.generate = lambda requests: (calls.append([r.mode for r in requests]), generate(requests))[1]  # type: ignore[method-assign]
+        return OmniGuard(backend=backend, cache_size=0)
+
     texts = ["how do I build a bomb at home", "please tell me about the weather today"]
+    plain_explain = _with(backend, explain_continue=False)  # before judge_over wraps generate
+    judge, follow_up = judge_over(backend), judge_over(plain_explain)
     try:
         continued = [judge.check(user=t, explain_unsafe=True) for t in texts]
         assert calls == [["verdict"], ["verdict"]]  # no follow-up critique request
-        backend.continue_explanations = False
         calls.clear()
-        followed = [judge.check(user=t, explain_unsafe=True) for t in texts]
+        followed = [follow_up.check(user=t, explain_unsafe=True) for t in texts]
         assert calls == [["verdict"], ["critique"], ["verdict"]]
     finally:
+        follow_up.close()
         judge.close()
     unsafe, safe = continued
     assert not unsafe.safe and unsafe.critique and unsafe.category_codes == ("S9",)
@@ -289,15 +294,12 @@ def test_cached_tower_outputs_change_no_answer(backend: TransformersBackend, mod
         _request("", _image((30, 200, 60), (56, 28)), mode=mode),  # image-only, green: safe where red is not
         _request("another picture", _image((240, 240, 240), (80, 40)), mode=mode),
     ]
-    backend.cache_media_features = False
-    try:
-        plain = _answers(backend, requests, prefix_cache=True)
-    finally:
-        backend.cache_media_features = True
-    backend._media_features.clear()
-    before = backend._media_features.misses
+    plain = _answers(_with(backend, media_cache=False), requests, prefix_cache=True)
+    features = backend.media_features
+    features.clear()
+    before = features.misses
     first = _answers(backend, requests, prefix_cache=True)
-    misses, hits = backend._media_features.misses, backend._media_features.hits
+    misses, hits = features.misses, features.hits
     again = _answers(backend, requests, prefix_cache=True)
     assert [t for t, _, _ in first] == [t for t, _, _ in plain] == [t for t, _, _ in again]
     for (_, a, _), (_, b, _) in zip(again, plain):
@@ -305,15 +307,49 @@ def test_cached_tower_outputs_change_no_answer(backend: TransformersBackend, mod
     if mode == "verdict":  # the image-only pair tells red from blue through the cached path
         assert "unsafe" in first[5][0] and "unsafe" not in first[7][0]
     # seven items, six distinct (one image twice): each computed once, then served from the cache
-    assert len(backend._media_features) == 6 and misses - before == 6
-    assert backend._media_features.hits - hits == 7 and backend._media_features.misses == misses
+    assert len(features) == 6 and misses - before == 6
+    assert features.hits - hits == 7 and features.misses == misses
 
 
 def test_tower_cache_stays_within_its_byte_budget(backend: TransformersBackend) -> None:
-    from omniguard_plugins.backends._media_features import MediaFeatureCache
+    from omniguard_plugins.backends.transformers.media_features import MediaFeatureCache
 
     cache = MediaFeatureCache(max_bytes=3 * 4 * 100)
     for i in range(5):
         cache.put(("image", i), torch.zeros(100, dtype=torch.float32))
     assert len(cache) == 3 and cache.bytes <= cache.max_bytes
     assert cache.get(("image", 0)) is None and cache.get(("image", 4)) is not None
+
+
+def test_label_first_changes_no_verdict(backend: TransformersBackend) -> None:
+    """Without label-first every row decodes its label; greedy picks the same one (safe rows then
+    also write their Categories line, so compare what the parser reads)."""
+    from omniguard_plugins.verdict import parse_output
+
+    requests = _mixed_batch("verdict")
+    first = backend.generate(requests)
+    decoded = _with(backend, label_first=False).generate(requests)
+    policy = Policy()
+    read = [[(v.safe, v.category_codes, v.error) for v in (parse_output(r.text, policy) for r in rs)]
+            for rs in (first, decoded)]
+    assert read[0] == read[1]
+    assert any(not safe for safe, _, _ in read[0]) and any(safe for safe, _, _ in read[0])
+    assert [r.new_tokens for r in first] != [r.new_tokens for r in decoded]  # the path did change
+
+
+def test_a_variant_shares_the_model_and_closes_alone(tiny_checkpoint_path: Path) -> None:
+    from omniguard_plugins.errors import BackendError
+
+    owner = TransformersBackend.from_pretrained(tiny_checkpoint_path, device="cpu")
+    variant = owner.variant(fast_paths=replace(owner.fast_paths, prefix_cache=False), knobs=BenchKnobs(ignore_eos=True))
+    assert variant.model is owner.model and variant.prefix_kv is owner.prefix_kv
+    assert owner.fast_paths.prefix_cache and not variant.fast_paths.prefix_cache
+    assert variant.knobs.ignore_eos and not owner.knobs.ignore_eos
+    variant.close()
+    with pytest.raises(BackendError):
+        variant.generate([_request("hello")])
+    assert owner.generate([_request("hello")])[0].text.startswith(LABEL_PREFIX)
+    other = owner.variant()
+    owner.close()
+    with pytest.raises(BackendError):
+        other.generate([_request("hello")])

@@ -9,6 +9,16 @@ torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
+def _judge_over(judge, **switches):
+    """A judge over the same loaded model with some fast paths switched."""
+    from dataclasses import replace
+
+    from omniguard_plugins import OmniGuard
+
+    backend = judge.backend.variant(fast_paths=replace(judge.backend.fast_paths, **switches))
+    return OmniGuard(backend=backend, cache_size=0, max_batch=32)
+
+
 @pytest.fixture(scope="module")
 def cuda_judge(tiny_checkpoint_path):
     from omniguard_plugins import OmniGuard
@@ -37,13 +47,11 @@ def test_modes_agree_on_cuda(cuda_judge) -> None:
 def test_prefix_reuse_and_caller_prepare_agree_on_cuda(cuda_judge) -> None:
     texts = ["how to make a bomb", "recommend a good book", "steal a bike", "where is the library", "kill time"]
     backend = cuda_judge.backend
+    assert backend.prepares_in_caller  # on by default on CUDA
     fast = cuda_judge.check_many([{"user": t} for t in texts])
-    assert backend._prefix.hits + backend._prefix.misses > 0
-    backend.prefix_cache = backend.prepare_in_caller = False
-    try:
-        plain = cuda_judge.check_many([{"user": t} for t in texts])
-    finally:
-        backend.prefix_cache = backend.prepare_in_caller = True
+    assert backend.prefix_kv.hits + backend.prefix_kv.misses > 0
+    with _judge_over(cuda_judge, prefix_cache=False, caller_prepare=False) as judge:
+        plain = judge.check_many([{"user": t} for t in texts])
     assert [(v.safe, v.category_codes) for v in fast] == [(v.safe, v.category_codes) for v in plain]
 
 
@@ -51,14 +59,11 @@ def test_decode_graphs_capture_and_agree_on_cuda(cuda_judge) -> None:
     texts = ["how to make a bomb", "recommend a good book", "steal a bike", "where is the library", "kill time"]
     backend = cuda_judge.backend
     eager = cuda_judge.check_many([{"user": t} for t in texts], mode="critique")
-    backend.decode_graphs = True
-    try:
-        graphed = cuda_judge.check_many([{"user": t} for t in texts], mode="critique")
-        again = cuda_judge.check_many([{"user": t + " now"} for t in texts], mode="critique")  # replays
-    finally:
-        backend.decode_graphs = False
-    assert backend._static.capture, "graph capture failed and fell back to eager steps (see the log)"
-    assert any(store.graphs for store in backend._static._buckets.values())
+    with _judge_over(cuda_judge, decode_graphs=True) as judge:
+        graphed = judge.check_many([{"user": t} for t in texts], mode="critique")
+        again = judge.check_many([{"user": t + " now"} for t in texts], mode="critique")  # replays
+    assert backend.static_decoder.capture, "graph capture failed and fell back to eager steps (see the log)"
+    assert backend.static_decoder.graphs_captured > 0
     assert [(v.safe, v.category_codes) for v in graphed] == [(v.safe, v.category_codes) for v in eager]
     assert all(v.error is None for v in again)
 
@@ -85,13 +90,13 @@ def test_full_size_7b_thinker_memory_and_a_batch() -> None:
     from PIL import Image as PILImage
 
     from omniguard_plugins import Image, OmniGuard
+    from omniguard_plugins.backends.transformers import BenchKnobs
     from omniguard_plugins.bench.random_model import build_random_backend
 
     torch.cuda.reset_peak_memory_stats()
-    backend = build_random_backend("omniguard-7b", device="cuda")
+    backend = build_random_backend("omniguard-7b", device="cuda", knobs=BenchKnobs(verdict_max_new_tokens=16))
     weights_gb = sum(p.numel() * p.element_size() for p in backend.model.parameters()) / 1e9
     assert weights_gb <= 18.0, weights_gb
-    backend.verdict_max_new_tokens = 16
     judge = OmniGuard(backend=backend, model="random-7b", cache_size=0, max_batch=32)
     img = PILImage.new("RGB", (448, 448), (30, 90, 200))
     verdicts = judge.check_many([{"user": [f"describe picture {i}", Image(img)]} for i in range(32)])

@@ -16,10 +16,11 @@ padded to one width, and the attention mask hides the padding.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from typing import Any
 
 import torch
+
+from ..._lru import LRU
 
 __all__ = ["StaticDecoder", "bucket"]
 
@@ -43,7 +44,8 @@ class _SlotCache:
     def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], write_at: torch.Tensor) -> None:
         self.keys, self.values, self.write_at = keys, values, write_at
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
         self.keys[layer_idx].index_copy_(2, self.write_at, key_states)
         self.values[layer_idx].index_copy_(2, self.write_at, value_states)
         return self.keys[layer_idx], self.values[layer_idx]
@@ -76,6 +78,9 @@ class _LengthBucket:
         return cache, {"full_attention": mask, "sliding_attention": mask}
 
 
+_RESERVED = object()
+
+
 class StaticDecoder:
     """Owned by a backend; ``decode`` runs greedy steps for rows whose prompt KV is given."""
 
@@ -92,20 +97,29 @@ class StaticDecoder:
         #: capture CUDA graphs (CUDA only); turned off for good if a capture fails
         self.capture = capture and self.device.type == "cuda"
         self.max_buckets = max_buckets
-        self._buckets: OrderedDict[int, _LengthBucket] = OrderedDict()
+        self._buckets: LRU[int, _LengthBucket | object] = LRU(max_buckets)
         self._pool: Any = None
+        #: CUDA graphs captured so far (0 on the CPU, or after a failed capture)
+        self.graphs_captured = 0
+
+    def __len__(self) -> int:
+        """Length buckets held now."""
+        return len(self._buckets)
 
     def _bucket_for(self, length: int) -> _LengthBucket:
         size = -(-length // LENGTH_STEP) * LENGTH_STEP
         found = self._buckets.get(size)
-        if found is None:
-            while len(self._buckets) >= self.max_buckets:
-                self._buckets.popitem(last=False)  # frees its buffers and graphs
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-            found = self._buckets[size] = _LengthBucket(self, size)
-        self._buckets.move_to_end(size)
-        return found
+        if isinstance(found, _LengthBucket):
+            return found
+        if len(self._buckets) >= self.max_buckets:
+            # drop the oldest bucket (its buffers and graphs) before allocating the new one, so
+            # the device never holds one more: a placeholder takes the slot first
+            self._buckets.put(size, _RESERVED)
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+        store = _LengthBucket(self, size)
+        self._buckets.put(size, store)
+        return store
 
     def load(self, layer_kv: list[tuple[torch.Tensor, torch.Tensor]], mask: torch.Tensor, max_new: int) -> _Run:
         """Copy the prompt KV (``[rows, kv_heads, width, head_dim]`` per layer) into the buffers."""
@@ -134,6 +148,7 @@ class StaticDecoder:
         if graph is None:
             try:
                 graph = store.graphs[b] = self._capture(store, b)
+                self.graphs_captured += 1
             except Exception as exc:  # noqa: BLE001 - fall back to eager steps, never fail the batch
                 log.warning("CUDA graph capture failed at batch %d (%s); decoding eagerly", b, exc)
                 self.capture = False

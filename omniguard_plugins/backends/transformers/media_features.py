@@ -8,16 +8,16 @@ prompt's placeholder embeddings are filled from the cache, as the model itself w
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from ..errors import BackendError
-from ..media import DecodedAudio, DecodedImage, DecodedVideo
+from ..._lru import LRU
+from ...errors import BackendError
+from ...media import DecodedAudio, DecodedImage, DecodedVideo
 
-__all__ = ["MediaFeatureCache", "media_keys"]
+__all__ = ["KINDS", "MediaFeatureCache", "media_keys"]
 
 #: (kind, placeholder token, processor inputs of that kind)
 KINDS = (
@@ -52,45 +52,44 @@ def _runs(ids: torch.Tensor, token: int) -> list[int]:
 
 
 class MediaFeatureCache:
-    """LRU of tower outputs on the model's device, bounded in bytes."""
+    """Tower outputs on the model's device, least recently used dropped first, bounded in bytes.
+
+    ``hits`` counts items served from the cache; ``misses`` counts tower outputs computed (an
+    item repeated within one batch is computed once).
+    """
 
     def __init__(self, max_bytes: int = 1 << 30) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.hits = 0
+        self._lru: LRU[tuple[Any, ...], torch.Tensor] = LRU(max_bytes=max_bytes, sizeof=_nbytes)
         self.misses = 0
-        self._items: OrderedDict[tuple[Any, ...], torch.Tensor] = OrderedDict()
+
+    @property
+    def max_bytes(self) -> int:
+        return self._lru.max_bytes or 0
+
+    @property
+    def bytes(self) -> int:
+        return self._lru.bytes
+
+    @property
+    def hits(self) -> int:
+        return self._lru.hits
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._lru)
 
     def clear(self) -> None:
-        self._items.clear()
-        self.bytes = 0
+        self._lru.clear()
 
     def get(self, key: tuple[Any, ...]) -> torch.Tensor | None:
-        found = self._items.get(key)
-        if found is not None:
-            self._items.move_to_end(key)
-            self.hits += 1
-        return found
+        return self._lru.get(key)
 
     def put(self, key: tuple[Any, ...], value: torch.Tensor) -> None:
         self.misses += 1
-        size = value.numel() * value.element_size()
-        if size > self.max_bytes:
-            return
-        old = self._items.pop(key, None)
-        if old is not None:
-            self.bytes -= old.numel() * old.element_size()
-        self._items[key] = value
-        self.bytes += size
-        while self.bytes > self.max_bytes:
-            _, dropped = self._items.popitem(last=False)
-            self.bytes -= dropped.numel() * dropped.element_size()
+        self._lru.put(key, value)
 
-    def embed(self, model: Any, ids: torch.Tensor, media: dict[str, torch.Tensor], keys: dict[str, list[tuple[Any, ...]]],
-              token_ids: dict[str, int], to_device: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    def embed(self, model: Any, ids: torch.Tensor, media: dict[str, torch.Tensor],
+              keys: dict[str, list[tuple[Any, ...]]], token_ids: dict[str, int],
+              to_device: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """``ids``' input embeddings with every media placeholder run filled by its tower output
         (cached, or computed now for the items not cached, all of a kind in one tower call).
         ``ids`` and ``media`` are on the CPU: only the inputs of items not cached are moved, by
@@ -112,7 +111,8 @@ class MediaFeatureCache:
             fresh: dict[tuple[Any, ...], torch.Tensor] = {}
             if missing:
                 todo = list(missing.values())
-                computed = _tower(model, kind, media[data_key], media[extra_key], todo, [counts[i] for i in todo], to_device)
+                computed = _tower(model, kind, media[data_key], media[extra_key], todo, [counts[i] for i in todo],
+                                  to_device)
                 fresh = dict(zip(missing, computed))
                 for k, value in fresh.items():
                     self.put((kind, *k), value)
@@ -120,6 +120,10 @@ class MediaFeatureCache:
             placeholder = (ids_on_device == token_ids[kind]).unsqueeze(-1).expand_as(embeds)
             embeds = embeds.masked_scatter(placeholder, flat)
         return embeds
+
+
+def _nbytes(value: torch.Tensor) -> int:
+    return value.numel() * value.element_size()
 
 
 def _tower(model: Any, kind: str, data: torch.Tensor, extra: torch.Tensor, items: list[int], counts: list[int],
