@@ -1,9 +1,9 @@
-"""What every LangChain component shares: the lazy judge, checks that survive bad content,
-verdict events for callbacks, and the violation message.
+"""What every LangChain component shares: the lazy judge, checks whose content converts inside
+the judge (so a conversion failure follows ``on_error`` and is counted like any other), verdict
+events for callbacks, and the violation message.
 
-Sync and async differ only in :func:`run_checks` / :func:`arun_checks` and
-:func:`record` / :func:`arecord`, a few lines each; the decisions live in the callers' shared
-code paths.
+Sync and async differ only in :func:`judge_and_record` / :func:`ajudge_and_record` (and the
+pieces they are made of), a few lines each; the decisions live in the callers' shared code.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from langchain_core.runnables import RunnableConfig
 
 from omniguard_plugins import OmniGuard, Policy, Verdict
 from omniguard_plugins.content import Conversation
-from omniguard_plugins.errors import ContentError, GuardViolation
+from omniguard_plugins.errors import GuardViolation
+from omniguard_plugins.rails import DEFAULT_REFUSAL, Stage, refusal_text
 
 __all__ = [
     "DEFAULT_VIOLATION_MESSAGE",
@@ -26,9 +27,11 @@ __all__ = [
     "Check",
     "ExitBehavior",
     "Stage",
+    "ajudge_and_record",
     "arecord",
     "arun_checks",
     "format_violation",
+    "judge_and_record",
     "prepare",
     "record",
     "resolve_judge",
@@ -38,13 +41,14 @@ __all__ = [
 
 log = logging.getLogger("omniguard.langchain")
 
-Stage = Literal["input", "output", "tool"]
 ExitBehavior = Literal["error", "end", "replace"]
 
 #: the name of the custom callback event carrying each verdict (``on_custom_event``)
 VERDICT_EVENT = "omniguard_verdict"
 
-DEFAULT_VIOLATION_MESSAGE = "I can't help with that: it was flagged as unsafe ({categories})."
+#: ``exit_behavior`` maps onto the core's table (:mod:`omniguard_plugins.rails`): "error" raises
+#: GuardViolation, "end" answers with the refusal, "replace" puts it where the content was
+DEFAULT_VIOLATION_MESSAGE = DEFAULT_REFUSAL
 
 
 def resolve_judge(judge: OmniGuard | None) -> OmniGuard:
@@ -54,13 +58,13 @@ def resolve_judge(judge: OmniGuard | None) -> OmniGuard:
 
 @dataclass(frozen=True)
 class Check:
-    """One check to run, or (``verdict`` set) one already decided because the content could not
-    be converted. ``stage`` and ``content`` travel with it to the decision and the event."""
+    """One check to run. ``stage`` and ``content`` travel with it to the decision and the
+    event; ``item`` is what the judge gets, its conversation still to be built, so a
+    conversion failure is decided by the judge's ``on_error`` like any other failure."""
 
     stage: Stage
     content: Any
-    kwargs: Mapping[str, Any] | None = None
-    verdict: Verdict | None = None
+    item: Mapping[str, Any]
 
 
 def prepare(
@@ -74,45 +78,43 @@ def prepare(
     mode: str | None = None,
     template: str | None = None,
 ) -> Check:
-    """Build the check for ``content``; a conversion failure becomes a failed verdict that
-    follows the judge's ``on_error`` (block by default), exactly as a media failure would.
-    A violation ``template`` that shows ``{critique}`` asks the judge to explain unsafe verdicts."""
-    try:
-        conversation = build()
-    except ContentError as exc:
-        if judge.config.on_error == "raise":
-            raise
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        log.warning("omniguard: cannot judge %s content (%s)", stage, reason)
-        failed = Verdict(
-            safe=judge.config.on_error == "allow", error=f"{exc.kind}: {reason}", direction=direction,
-            details={"error_kind": exc.kind, "reason": reason},
-        )
-        return Check(stage, content, verdict=failed)
-    kwargs: dict[str, Any] = {"conversation": conversation, "direction": direction}
+    """The check for ``content``. A violation ``template`` that shows ``{critique}`` asks the
+    judge to explain unsafe verdicts. (``judge`` is kept for callers; the judge that runs the
+    check is the one :func:`run_checks` is given.)"""
+    item: dict[str, Any] = {"conversation": build, "direction": direction}
     if policy is not None:
-        kwargs["policy"] = policy
+        item["policy"] = policy
     if mode is not None:
-        kwargs["mode"] = mode
+        item["mode"] = mode
     if template and "{critique}" in template:
-        kwargs["explain_unsafe"] = True
-    return Check(stage, content, kwargs=kwargs)
-
-
-def _merge(checks: Sequence[Check], judged: list[Verdict]) -> list[Verdict]:
-    it = iter(judged)
-    return [c.verdict if c.verdict is not None else next(it) for c in checks]
+        item["explain_unsafe"] = True
+    return Check(stage, content, item)
 
 
 def run_checks(judge: OmniGuard, checks: Sequence[Check]) -> list[Verdict]:
-    """Judge every pending check in one ``check_many`` (one batch for the model)."""
-    todo = [c.kwargs for c in checks if c.verdict is None]
-    return _merge(checks, judge.check_many(todo) if todo else [])
+    """Judge every check in one ``check_many`` (one batch for the model)."""
+    return judge.check_many([c.item for c in checks]) if checks else []
 
 
 async def arun_checks(judge: OmniGuard, checks: Sequence[Check]) -> list[Verdict]:
-    todo = [c.kwargs for c in checks if c.verdict is None]
-    return _merge(checks, await judge.acheck_many(todo) if todo else [])
+    return await judge.acheck_many([c.item for c in checks]) if checks else []
+
+
+def judge_and_record(judge: OmniGuard, checks: Sequence[Check], configs: Sequence[RunnableConfig | None]) -> list[Verdict]:
+    """Run the checks, then tell callbacks about each verdict: what every component does."""
+    verdicts = run_checks(judge, checks)
+    for check, verdict, config in zip(checks, verdicts, configs):
+        record(check.stage, verdict, config)
+    return verdicts
+
+
+async def ajudge_and_record(
+    judge: OmniGuard, checks: Sequence[Check], configs: Sequence[RunnableConfig | None]
+) -> list[Verdict]:
+    verdicts = await arun_checks(judge, checks)
+    for check, verdict, config in zip(checks, verdicts, configs):
+        await arecord(check.stage, verdict, config)
+    return verdicts
 
 
 def event_data(stage: Stage, verdict: Verdict) -> dict[str, Any]:
@@ -136,24 +138,9 @@ async def arecord(stage: Stage, verdict: Verdict, config: RunnableConfig | None 
         pass
 
 
-class _Keep(dict):  # type: ignore[type-arg]
-    def __missing__(self, key: str) -> str:
-        return "{" + key + "}"
-
-
 def format_violation(template: str | None, verdict: Verdict) -> str:
     """The user-facing refusal: ``{categories}`` and ``{critique}`` filled from the verdict."""
-    if verdict.categories:
-        categories = ", ".join(verdict.category_names)
-    elif verdict.error:
-        categories = "the safety check could not be completed"
-    else:
-        categories = "the safety policy"
-    values = _Keep(categories=categories, critique=verdict.critique or "")
-    try:
-        return (template or DEFAULT_VIOLATION_MESSAGE).format_map(values).strip()
-    except (ValueError, IndexError, AttributeError):
-        return template or DEFAULT_VIOLATION_MESSAGE
+    return refusal_text(verdict, template)
 
 
 def violation(check: Check, verdict: Verdict) -> GuardViolation:

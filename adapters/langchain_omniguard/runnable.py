@@ -16,13 +16,11 @@ from ._convert import to_conversation
 from ._judging import (
     Check,
     ExitBehavior,
-    arecord,
-    arun_checks,
+    ajudge_and_record,
     format_violation,
+    judge_and_record,
     prepare,
-    record,
     resolve_judge,
-    run_checks,
     violation,
 )
 from ._shapes import replace_content
@@ -89,18 +87,14 @@ class OmniGuardRunnable(RunnableSerializable[Any, Any]):
         self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun], config: list[RunnableConfig]
     ) -> list[Any]:
         checks = self._checks(inputs)
-        verdicts = run_checks(self.omniguard, checks)
-        for check, verdict, cfg in zip(checks, verdicts, config):
-            record(check.stage, verdict, cfg)
+        verdicts = judge_and_record(self.omniguard, checks, config)
         return [self._decide(c, v) for c, v in zip(checks, verdicts)]
 
     async def _abatch(
         self, inputs: list[Any], run_manager: list[AsyncCallbackManagerForChainRun], config: list[RunnableConfig]
     ) -> list[Any]:
         checks = self._checks(inputs)
-        verdicts = await arun_checks(self.omniguard, checks)
-        for check, verdict, cfg in zip(checks, verdicts, config):
-            await arecord(check.stage, verdict, cfg)
+        verdicts = await ajudge_and_record(self.omniguard, checks, config)
         return [self._decide(c, v) for c, v in zip(checks, verdicts)]
 
     # ----------------------------------------------------------------- Runnable API

@@ -6,24 +6,23 @@ LLM reads it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal, Optional
 
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import NodeWithScore, QueryBundle
+from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 
 from omniguard_plugins import OmniGuard, Verdict
+from omniguard_plugins.content import Conversation, Turn
 
 from ._convert import node_parts, query_parts
-from ._rails import guarded, resolve_judge, verdict_info, violation
+from ._rails import resolve_judge, verdict_info, violation
 
 __all__ = ["OmniGuardPostprocessor", "OnUnsafeNode"]
 
 #: what to do with a node the judge calls unsafe
 OnUnsafeNode = Literal["drop", "annotate", "raise"]
-
-_Plan = tuple[list[dict[str, Any]], list[Optional[Verdict]]]
-
 
 class OmniGuardPostprocessor(BaseNodePostprocessor):
     """Judges retrieved nodes (text, images, audio, video) and drops, annotates or refuses
@@ -54,38 +53,29 @@ class OmniGuardPostprocessor(BaseNodePostprocessor):
     def _postprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        judge = resolve_judge(self.judge)
-        items, verdicts = self._plan(judge, nodes, query_bundle)
-        return self._apply(nodes, _merge(verdicts, judge.check_many(items) if items else []))
+        items = self._items(nodes, query_bundle)
+        return self._apply(nodes, resolve_judge(self.judge).check_many(items) if items else [])
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
-        judge = resolve_judge(self.judge)
-        items, verdicts = self._plan(judge, nodes, query_bundle)
-        return self._apply(nodes, _merge(verdicts, await judge.acheck_many(items) if items else []))
+        items = self._items(nodes, query_bundle)
+        return self._apply(nodes, await resolve_judge(self.judge).acheck_many(items) if items else [])
 
     # ------------------------------------------------------------------ the logic, once
 
-    def _plan(self, judge: OmniGuard, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> _Plan:
-        """One check per node for a single check_many call; nodes that cannot be converted
-        get their failed verdict here instead."""
-        query, failed = (None, None)
-        if self.with_query and query_bundle is not None:
-            query, failed = guarded(judge, lambda: query_parts(query_bundle))
-        items: list[dict[str, Any]] = []
-        verdicts: list[Verdict | None] = []
-        for item in nodes:
-            parts, node_failed = guarded(judge, lambda n=item.node: node_parts(n))
-            if failed is not None or node_failed is not None:
-                verdicts.append(failed or node_failed)
-            elif query:
-                items.append({"user": query, "assistant": parts, "direction": "output"})
-                verdicts.append(None)
-            else:
-                items.append({"user": parts, "direction": "input"})
-                verdicts.append(None)
-        return items, verdicts
+    def _items(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> list[Conversation | Callable[[], Conversation]]:
+        """One check per node for a single check_many call, each converted inside the judge (a
+        node that cannot be converted gets its failed verdict there, under ``on_error``)."""
+        with_query = self.with_query and query_bundle is not None
+
+        def build(node: BaseNode) -> Conversation:
+            parts = node_parts(node)
+            if with_query:
+                return Conversation((Turn("user", query_parts(query_bundle)), Turn("assistant", parts)))  # type: ignore[arg-type]
+            return Conversation((Turn("user", parts),))
+
+        return [lambda n=item.node: build(n) for item in nodes]
 
     def _apply(self, nodes: list[NodeWithScore], verdicts: list[Verdict]) -> list[NodeWithScore]:
         unsafe = [(n, v) for n, v in zip(nodes, verdicts) if not v.safe]
@@ -110,9 +100,3 @@ class OmniGuardPostprocessor(BaseNodePostprocessor):
 
 def _with(keys: list[str], key: str) -> list[str]:
     return list(keys) if key in keys else [*keys, key]
-
-
-def _merge(verdicts: list[Verdict | None], judged: list[Verdict]) -> list[Verdict]:
-    """Fill the slots left for judged nodes with check_many's verdicts, in order."""
-    it = iter(judged)
-    return [v if v is not None else next(it) for v in verdicts]

@@ -8,11 +8,9 @@ frames we sample instead of decoding a long video end to end. Every failure is a
 
 from __future__ import annotations
 
-import bisect
 import functools
 import hashlib
 import io
-import math
 import re
 import subprocess
 import tempfile
@@ -23,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMedia
-from .images import first_line, fit_pixels, open_image, pil_errors, to_rgb
-from .media import DecodedAudio, DecodedMedia, DecodedVideo, MediaLimits, sniff_mime
+from ..errors import CorruptMedia, MediaError, MediaTooLarge, UnsupportedMedia
+from .frames import even_frames, sample_times
+from .images import first_line
+from .sniff import sniff_mime
+from .types import DecodedAudio, DecodedMedia, DecodedVideo, MediaLimits
 
-__all__ = ["SAMPLE_RATE", "animated_image_to_video", "decode_audio_bytes", "decode_video_bytes", "pcm_to_float"]
+__all__ = ["SAMPLE_RATE", "decode_audio_bytes", "decode_video_bytes", "pcm_to_float"]
 
 SAMPLE_RATE = 16_000
 #: sniffed MIME type -> the ffmpeg demuxer we force (no probing, so no HLS playlists, no surprises)
@@ -37,8 +37,6 @@ _DEMUXERS = {
     "video/x-msvideo": "avi",
 }
 _AUDIO_FORMATS = "wav, mp3, ogg/opus, flac, aac, m4a, webm"
-#: an animated image may hold at most this many times max_image_pixels over all its frames
-_ANIMATION_PIXEL_FACTOR = 16
 #: seek instead of decoding through gaps longer than this between sampled frames
 _SEEK_GAP_S = 4.0
 
@@ -191,7 +189,7 @@ def decode_video_bytes(data: bytes, digest: str, limits: MediaLimits) -> list[De
             frames, fps = _sample_frames(container, container.streams.video[0], limits)
     except av.FFmpegError as exc:
         raise CorruptMedia(f"video does not decode ({getattr(exc, 'strerror', None) or first_line(exc)})") from None
-    out: list[DecodedMedia] = [DecodedVideo(_even(frames), fps, digest)]
+    out: list[DecodedMedia] = [DecodedVideo(even_frames(frames), fps, digest)]
     if has_sound:
         sound_digest = hashlib.sha256(f"{digest}:sound".encode()).hexdigest()
         try:
@@ -247,14 +245,6 @@ def _sample_frames(container: Any, stream: Any, limits: MediaLimits) -> tuple[li
     return frames, fps
 
 
-def sample_times(duration: float, limits: MediaLimits) -> tuple[list[float], float]:
-    """Frame times at ``video_fps``, spread evenly over the whole clip when that would pass
-    ``max_video_frames`` (so a long video is judged end to end, more sparsely)."""
-    step = max(1.0 / limits.video_fps, duration / max(1, limits.max_video_frames))
-    count = max(1, min(limits.max_video_frames, math.ceil(duration / step - 1e-6)))
-    return [i * step for i in range(count)], 1.0 / step
-
-
 class _Grabber:
     """Frame conversion and the limits that hold while decoding."""
 
@@ -299,39 +289,3 @@ def _video_duration(container: Any, stream: Any) -> float | None:
     if container.duration:
         return container.duration / 1_000_000
     return None
-
-
-def _even(frames: list[np.ndarray]) -> np.ndarray:
-    """Stack as (T, H, W, 3) uint8 with T even: Qwen2.5-Omni's vision tower groups 2 frames."""
-    if len(frames) % 2:
-        frames = [*frames, frames[-1]]
-    return np.stack(frames).astype(np.uint8, copy=False)
-
-
-# --------------------------------------------------------------------------- animated images
-
-
-def animated_image_to_video(data: bytes, digest: str, limits: MediaLimits) -> DecodedVideo:
-    """An animated GIF/WebP/APNG as a short video, sampled like one."""
-    with open_image(data) as img:
-        n, (w, h) = img.n_frames, img.size
-        if n * w * h > _ANIMATION_PIXEL_FACTOR * limits.max_image_pixels:
-            raise MediaTooLarge(f"{n} frames of {w}x{h} is too many pixels for an animation")
-        with pil_errors("animation"):
-            starts, total = [], 0.0
-            for i in range(n):
-                img.seek(i)
-                starts.append(total)
-                if "duration" not in img.info:
-                    img.load()  # WebP knows a frame's duration only once it is decoded
-                ms = img.info.get("duration") or 0
-                total += (ms if ms >= 20 else 100) / 1000.0  # browsers show 0-10 ms frames for 100 ms
-            if total > limits.max_video_s:
-                raise MediaTooLarge(f"the animation runs {total:.0f} s, over the {limits.max_video_s:g}-second limit")
-            times, fps = sample_times(total, limits)
-            frames = []
-            for t in times:
-                img.seek(max(0, bisect.bisect_right(starts, t) - 1))
-                img.load()
-                frames.append(np.asarray(fit_pixels(to_rgb(img), limits.video_pixel_budget), dtype=np.uint8))
-    return DecodedVideo(_even(frames), fps, digest)

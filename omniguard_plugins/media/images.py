@@ -3,19 +3,26 @@ orientation applied, every mode normalised to RGB, a pixel budget, animations as
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from .errors import CorruptMedia, MediaError, MediaTooLarge
-from .media import DecodedImage, DecodedMedia, MediaLimits
+import numpy as np
+
+from ..errors import CorruptMedia, MediaError, MediaTooLarge
+from .frames import even_frames, sample_times
+from .types import DecodedImage, DecodedMedia, DecodedVideo, MediaLimits
 
 if TYPE_CHECKING:
     from PIL import Image as PILImage
 
-__all__ = ["IMAGE_FORMATS", "decode_image_bytes", "decode_pil", "first_line", "fit_pixels", "open_image", "pil_errors", "to_rgb"]
+__all__ = [
+    "IMAGE_FORMATS", "animated_image_to_video", "decode_image_bytes", "decode_pil", "first_line", "fit_pixels",
+    "open_image", "pil_errors", "to_rgb",
+]
 
 
 def decode_pil(img: PILImage.Image, limits: MediaLimits) -> DecodedImage:
@@ -68,8 +75,6 @@ def decode_image_bytes(data: bytes, digest: str, limits: MediaLimits) -> list[De
         if width * height > limits.max_image_pixels:
             raise MediaTooLarge(f"{width}x{height} is over the {limits.max_image_pixels}-pixel limit")
         if getattr(img, "n_frames", 1) > 1 and fmt in ("GIF", "WEBP", "PNG"):
-            from .av import animated_image_to_video
-
             return [animated_image_to_video(data, digest, limits)]
         if fmt == "JPEG":  # let libjpeg decode at a reduced scale when we downscale anyway
             scale = min(1.0, (limits.image_pixel_budget / (width * height)) ** 0.5)
@@ -121,3 +126,33 @@ def fit_pixels(img: PILImage.Image, budget: int) -> PILImage.Image:
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:120] if text else type(exc).__name__
+
+
+#: an animated image may hold at most this many times max_image_pixels over all its frames
+_ANIMATION_PIXEL_FACTOR = 16
+
+
+def animated_image_to_video(data: bytes, digest: str, limits: MediaLimits) -> DecodedVideo:
+    """An animated GIF/WebP/APNG as a short video, sampled like one."""
+    with open_image(data) as img:
+        n, (w, h) = img.n_frames, img.size
+        if n * w * h > _ANIMATION_PIXEL_FACTOR * limits.max_image_pixels:
+            raise MediaTooLarge(f"{n} frames of {w}x{h} is too many pixels for an animation")
+        with pil_errors("animation"):
+            starts, total = [], 0.0
+            for i in range(n):
+                img.seek(i)
+                starts.append(total)
+                if "duration" not in img.info:
+                    img.load()  # WebP knows a frame's duration only once it is decoded
+                ms = img.info.get("duration") or 0
+                total += (ms if ms >= 20 else 100) / 1000.0  # browsers show 0-10 ms frames for 100 ms
+            if total > limits.max_video_s:
+                raise MediaTooLarge(f"the animation runs {total:.0f} s, over the {limits.max_video_s:g}-second limit")
+            times, fps = sample_times(total, limits)
+            frames = []
+            for t in times:
+                img.seek(max(0, bisect.bisect_right(starts, t) - 1))
+                img.load()
+                frames.append(np.asarray(fit_pixels(to_rgb(img), limits.video_pixel_budget), dtype=np.uint8))
+    return DecodedVideo(even_frames(frames), fps, digest)

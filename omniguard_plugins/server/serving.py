@@ -12,19 +12,15 @@ import asyncio
 import math
 import time
 import uuid
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..backends.base import GenerationRequest, GenerationResult
+from ..answer_format import short_form, stops_at_verdict
 from ..content import MediaPart, Text
-from ..errors import MediaError, OmniGuardError
 from ..judge import OmniGuard
-from ..media import DecodedMedia, decode_part
 from ..openai_messages import conversation_from_openai, parts_from_openai
 from ..policy import Policy
-from ..prompt import shared_prefix_chars
 from ..verdict import Verdict
 from .protocol import (
     AssistantMessage,
@@ -43,18 +39,6 @@ __all__ = ["DEFAULT_JUDGE_MODEL", "ChatOutcome", "GuardServing", "ServingError",
 
 #: chat completions for this model name judge their messages and answer in Llama Guard's short form
 DEFAULT_JUDGE_MODEL = "omniguard-judge"
-
-
-def short_form(verdict: Verdict) -> str:
-    """Llama Guard 3's answer (``safe``, or ``unsafe`` then a line of codes), which NeMo's
-    ``is_content_safe`` parser and Llama Guard clients read. A failed check says ``unsafe``."""
-    if verdict.safe:
-        return "safe"
-    return "unsafe\n" + ",".join(verdict.category_codes) if verdict.category_codes else "unsafe"
-
-#: a stop sequence starting like this ends the answer after its Categories line, which the
-#: backend's "verdict" mode does natively (and cheaper than generating a critique to cut)
-_VERDICT_STOP = "\n- Assessment"
 
 
 class ServingError(Exception):
@@ -122,43 +106,30 @@ class GuardServing:
     async def guard(self, req: GuardRequest) -> GuardResponse:
         conversation = conversation_from_openai(req.messages)  # ContentError -> 400
         policy = _policy(req.policy)
-        # decode media off the event loop; the judge then finds them in its media cache
-        await asyncio.to_thread(self._warm_media, conversation.media)
+        # the judge decodes each media part once, off the event loop
         verdict = await self._bounded(
             self.judge.acheck(conversation, direction=req.direction, mode=req.mode, policy=policy,
                               explain_unsafe=req.explain_unsafe)
         )
         return guard_response(verdict)
 
-    def _warm_media(self, parts: Sequence[MediaPart]) -> None:
-        for part in parts:
-            try:
-                decode_part(part, self.judge.config.media, self.judge.media_cache)
-            except Exception:  # noqa: BLE001 - the judge reports it, typed, in the verdict
-                pass
-
     # ------------------------------------------------------------------ /v1/chat/completions
 
     async def chat(self, req: ChatCompletionRequest) -> ChatOutcome:
-        """Raw generation through the micro-batcher: the user text is the prompt, media follow."""
+        """Raw generation: the user text is the prompt, media follow (``judge.agenerate``)."""
         if req.model == self.judge_model_name:
             return await self.judge_chat(req)
         _check_sampling(req)
         text, media_parts, prefix = _split_messages(req)
-        media = await asyncio.to_thread(self._decode, media_parts)
         stops = req.stop_list
         if req.logprobs:
             mode = "score"
-        elif any(s.startswith(_VERDICT_STOP) for s in stops):
+        elif stops_at_verdict(stops):
             mode = "verdict"
         else:
             mode = "critique"
-        gen = GenerationRequest(
-            prompt=text, media=media, mode=mode,  # type: ignore[arg-type]
-            max_new_tokens=req.token_cap or self.judge.config.max_new_tokens, prefix=prefix,
-            request_id=f"chatcmpl-{uuid.uuid4().hex[:24]}", shared_prefix_chars=shared_prefix_chars(text),
-        )
-        result = await self._bounded(self._generate(gen))
+        result = await self._bounded(self.judge.agenerate(text, media_parts, prefix=prefix, mode=mode,  # type: ignore[arg-type]
+                                                          max_new_tokens=req.token_cap))
         completion = result.text[len(prefix):] if prefix and result.text.startswith(prefix) else result.text
         completion, stopped = _cut_at_stop(completion, stops)
         capped = req.token_cap is not None and result.new_tokens >= req.token_cap
@@ -168,7 +139,8 @@ class GuardServing:
         if result.prompt_tokens is not None:
             usage = Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.new_tokens,
                           total_tokens=result.prompt_tokens + result.new_tokens)
-        return ChatOutcome(gen.request_id, int(time.time()), req.model or self.model_name, completion, finish, logprobs, usage)
+        return ChatOutcome(f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), req.model or self.model_name,
+                           completion, finish, logprobs, usage)
 
     async def judge_chat(self, req: ChatCompletionRequest) -> ChatOutcome:
         """The messages are the conversation to judge, as in ``/v1/guard`` (system messages are
@@ -180,35 +152,9 @@ class GuardServing:
         if req.n != 1:
             raise ServingError(400, "n must be 1 (a verdict has one answer)", param="n")
         conversation = conversation_from_openai([m.model_dump(exclude_none=True) for m in req.messages])  # ContentError -> 400
-        await asyncio.to_thread(self._warm_media, conversation.media)
         verdict = await self._bounded(self.judge.acheck(conversation, mode="verdict"))
         request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         return ChatOutcome(request_id, int(time.time()), self.judge_model_name, short_form(verdict), "stop", None)
-
-    async def _generate(self, gen: GenerationRequest) -> GenerationResult:
-        gen = await asyncio.to_thread(self.judge.prepare, gen)  # the processor step, off the loop and the worker
-        future = self.judge.batcher.submit(gen)
-        try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:
-            future.cancel()  # a request that timed out must not keep its batch slot
-            raise
-
-    def _decode(self, parts: Sequence[MediaPart]) -> tuple[DecodedMedia, ...]:
-        out: list[DecodedMedia] = []
-        counts: Counter[str] = Counter()
-        for part in parts:
-            counts[part.kind] += 1
-            label = f"{part.kind} #{counts[part.kind]}"
-            try:
-                out.extend(decode_part(part, self.judge.config.media, self.judge.media_cache))
-            except MediaError as exc:
-                raise exc.for_part(label) from exc
-            except OmniGuardError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a decoder bug is still the client's bad part
-                raise ServingError(400, f"{label}: could not decode ({type(exc).__name__})", code="corrupt_media") from exc
-        return tuple(out)
 
     async def _bounded(self, awaitable: Any) -> Any:
         try:
