@@ -53,7 +53,7 @@ def main() -> None:
         "A calm blue square, nothing more.",
         "Sure. First you go to the shop, then you steal the watch while nobody looks.",
     ]))
-    safe_chain = guard(prompt | llm | StrOutputParser(), judge=judge, every_chars=40, window_chars=160)
+    safe_chain = guard(prompt | llm | StrOutputParser(), judge=judge, step_chars=40, window_chars=160)
     image = png_b64((30, 60, 200))
 
     print("1. safe question + image ->", safe_chain.invoke({"question": "What is in this picture?", "image": image}))

@@ -77,7 +77,7 @@ def main() -> None:
 
     print("== a streamed answer built on the unsafe text is cut at the unsafe window")
     unguarded_nodes = index.as_query_engine(llm=llm, similarity_top_k=10, streaming=True)
-    streamed = GuardedQueryEngine(unguarded_nodes, judge, stream_window_chars=200, stream_every_chars=50)
+    streamed = GuardedQueryEngine(unguarded_nodes, judge, window_chars=200, step_chars=50)
 
     async def stream() -> str:
         response = await streamed.aquery("Summarise the documents.")

@@ -10,18 +10,13 @@ from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackMa
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, PrivateAttr, model_validator
 
-from omniguard_plugins import OmniGuard, Verdict
+from omniguard_plugins import OmniGuard
+from omniguard_plugins.streaming import StreamSettings, amoderate, moderate
 
-from omniguard_plugins.streaming import WindowSchedule
-
-from ._judging import Check, arecord, arun_checks, record, resolve_judge, run_checks
+from ._judging import ajudge_and_record, judge_and_record, resolve_judge
 from ._stream import GuardRun, RailSettings, accumulate
 
 __all__ = ["GuardedRunnable", "guard"]
-
-
-def _check_sizes(every_chars: int, window_chars: int) -> None:
-    WindowSchedule(window_chars, every_chars)  # raises ConfigError unless windows overlap
 
 
 def _collect(values: list[Any]) -> Any:
@@ -38,18 +33,22 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     judge: OmniGuard | None = None
     check_input: bool = True
     check_output: bool = True
-    window_chars: int = 600
-    every_chars: int = 200
+    window_chars: int = StreamSettings.window_chars
+    step_chars: int = StreamSettings.step_chars
+    max_unjudged_chars: int = StreamSettings.max_unjudged_chars
+    max_in_flight: int = StreamSettings.max_in_flight
     exit_behavior: Literal["error", "end"] = "error"
     violation_message: str | None = None
     policy: Any = None
     mode: Literal["verdict", "critique", "score"] | None = None
 
     _judge: OmniGuard | None = PrivateAttr(default=None)
+    _stream_settings: StreamSettings | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _sizes(self) -> GuardedRunnable:
-        _check_sizes(self.every_chars, self.window_chars)
+        self._stream_settings = StreamSettings(self.window_chars, self.step_chars, self.max_unjudged_chars,
+                                               self.max_in_flight)  # raises ConfigError on bad sizes
         return self
 
     def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
@@ -63,95 +62,72 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
     def OutputType(self) -> Any:  # noqa: N802
         return self.bound.OutputType
 
-    def _run(self, value: Any, *, streaming: bool) -> GuardRun:
+    def _run(self, value: Any, config: RunnableConfig, *, streaming: bool, is_async: bool) -> GuardRun:
         if self._judge is None:
             self._judge = resolve_judge(self.judge)
         settings = RailSettings(
             judge=self._judge, check_input=self.check_input, check_output=self.check_output,
-            window_chars=self.window_chars, every_chars=self.every_chars, exit_behavior=self.exit_behavior,
+            stream=self._stream_settings or StreamSettings(), exit_behavior=self.exit_behavior,
             violation_message=self.violation_message, policy=self.policy, mode=self.mode,
             output_type=self.bound.OutputType,
         )
-        return GuardRun(settings, value, streaming=streaming)
+        return GuardRun(settings, value, streaming, config, is_async)
 
-    # ----------------------------------------------------------------- the two loops
+    # ----------------------------------------------------------------- the two loops: input check, then the core rail
 
-    def _judge_sync(self, check: Check, config: RunnableConfig) -> Verdict:
-        verdict = run_checks(self._judge, [check])[0]  # type: ignore[arg-type]
-        record(check.stage, verdict, config)
-        return verdict
-
-    async def _judge_async(self, check: Check, config: RunnableConfig) -> Verdict:
-        verdict = (await arun_checks(self._judge, [check]))[0]  # type: ignore[arg-type]
-        await arecord(check.stage, verdict, config)
-        return verdict
-
-    def _drive(self, run: GuardRun, source: Callable[[], Iterator[Any]], config: RunnableConfig) -> Iterator[Any]:
+    def _drive(self, run: GuardRun, source: Callable[[], Iterator[Any]]) -> Iterator[Any]:
         if (check := run.start()) is not None:
-            run.judged(check, self._judge_sync(check, config))
-        if not run.done:
-            chunks = source()
-            try:
-                for chunk in chunks:
-                    if (check := run.push(chunk)) is not None:
-                        run.judged(check, self._judge_sync(check, config))
-                    yield from run.emit()
-                    if run.done:
-                        break
-            finally:
-                getattr(chunks, "close", lambda: None)()  # stop the model at once
-        if not run.done and (check := run.finish()) is not None:
-            run.judged(check, self._judge_sync(check, config))
-        yield from run.emit()
+            verdict = judge_and_record(run.s.judge, [check], [run.config])[0]
+            if (refusal := run.input_refusal(check, verdict)) is not None:
+                yield from refusal
+                return
+        if not run.s.check_output:
+            yield from source()
+            return
+        yield from moderate(source(), run.out.rail, run.out.judge_window, on_verdict=run.out.recorded)
+        yield from run.ending()
 
-    async def _adrive(
-        self, run: GuardRun, source: Callable[[], AsyncIterator[Any]], config: RunnableConfig
-    ) -> AsyncIterator[Any]:
+    async def _adrive(self, run: GuardRun, source: Callable[[], AsyncIterator[Any]]) -> AsyncIterator[Any]:
         if (check := run.start()) is not None:
-            run.judged(check, await self._judge_async(check, config))
-        if not run.done:
-            chunks = source()
-            try:
-                async for chunk in chunks:
-                    if (check := run.push(chunk)) is not None:
-                        run.judged(check, await self._judge_async(check, config))
-                    for out in run.emit():
-                        yield out
-                    if run.done:
-                        break
-            finally:
-                if hasattr(chunks, "aclose"):
-                    await chunks.aclose()
-        if not run.done and (check := run.finish()) is not None:
-            run.judged(check, await self._judge_async(check, config))
-        for out in run.emit():
+            verdict = (await ajudge_and_record(run.s.judge, [check], [run.config]))[0]
+            if (refusal := run.input_refusal(check, verdict)) is not None:
+                for out in refusal:
+                    yield out
+                return
+        chunks = source() if not run.s.check_output else amoderate(source(), run.out.rail, run.out.judge_window)
+        async for out in chunks:
+            yield out
+        for out in run.ending():
             yield out
 
     # ----------------------------------------------------------------- Runnable API
 
     def _invoke(self, value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> Any:
-        emitted = list(self._drive(self._run(value, streaming=False),
-                                   lambda: iter([self.bound.invoke(value, config)]), config))
+        run = self._run(value, config, streaming=False, is_async=False)
+        emitted = list(self._drive(run, lambda: iter([self.bound.invoke(value, config)])))
         return emitted[-1] if emitted else None
 
     async def _ainvoke(self, value: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig) -> Any:
         async def one() -> AsyncIterator[Any]:
             yield await self.bound.ainvoke(value, config)
 
-        emitted = [out async for out in self._adrive(self._run(value, streaming=False), one, config)]
+        run = self._run(value, config, streaming=False, is_async=True)
+        emitted = [out async for out in self._adrive(run, one)]
         return emitted[-1] if emitted else None
 
     def _transform(
         self, inputs: Iterator[Any], run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Iterator[Any]:
         value = _collect(list(inputs))
-        yield from self._drive(self._run(value, streaming=True), lambda: self.bound.stream(value, config), config)
+        run = self._run(value, config, streaming=True, is_async=False)
+        yield from self._drive(run, lambda: self.bound.stream(value, config))
 
     async def _atransform(
         self, inputs: AsyncIterator[Any], run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> AsyncIterator[Any]:
         value = _collect([v async for v in inputs])
-        async for out in self._adrive(self._run(value, streaming=True), lambda: self.bound.astream(value, config), config):
+        run = self._run(value, config, streaming=True, is_async=True)
+        async for out in self._adrive(run, lambda: self.bound.astream(value, config)):
             yield out
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
@@ -186,8 +162,10 @@ def guard(
     judge: OmniGuard | None = None,
     check_input: bool = True,
     check_output: bool = True,
-    window_chars: int = 600,
-    every_chars: int = 200,
+    window_chars: int = StreamSettings.window_chars,
+    step_chars: int = StreamSettings.step_chars,
+    max_unjudged_chars: int = StreamSettings.max_unjudged_chars,
+    max_in_flight: int = StreamSettings.max_in_flight,
     exit_behavior: Literal["error", "end"] = "error",
     violation_message: str | None = None,
     policy: Any = None,
@@ -195,16 +173,20 @@ def guard(
 ) -> GuardedRunnable:
     """Wrap ``runnable`` with an input rail and an output rail.
 
-    The input is judged before ``runnable`` runs; its output after. ``stream``/``astream`` keep
-    streaming: the last ``window_chars`` characters are judged every ``every_chars`` new ones,
-    a chunk is only yielded once text covering it has passed, and the whole output is judged
-    at the end. On an unsafe verdict ``exit_behavior="error"`` raises
-    :class:`~omniguard_plugins.errors.GuardViolation`; ``"end"`` returns (or yields, and stops)
-    ``violation_message`` in the output's shape. ``judge=None`` uses ``OmniGuard.shared()``.
+    The input is judged before ``runnable`` runs; its output after. ``stream``/``astream``/
+    ``transform`` keep streaming through the core stream rail (:mod:`omniguard_plugins.streaming`):
+    windows of ``window_chars`` every ``step_chars`` are judged while the model keeps
+    streaming (at most ``max_in_flight`` at once), a chunk is yielded only once safe verdicts
+    cover it (``max_unjudged_chars`` lets shown text run that far ahead), the whole output is
+    judged at the end, and an unsafe verdict stops the model at once. Then
+    ``exit_behavior="error"`` raises :class:`~omniguard_plugins.errors.GuardViolation`; ``"end"``
+    returns (or yields, and stops) ``violation_message`` in the output's type (a ``str`` for a
+    chain that produces strings). ``judge=None`` uses ``OmniGuard.shared()``.
     """
-    _check_sizes(every_chars, window_chars)
+    StreamSettings(window_chars, step_chars, max_unjudged_chars, max_in_flight)  # a ConfigError now, not a ValidationError
     return GuardedRunnable(
         bound=runnable, judge=judge, check_input=check_input, check_output=check_output,
-        window_chars=window_chars, every_chars=every_chars, exit_behavior=exit_behavior,
-        violation_message=violation_message, policy=policy, mode=mode,
+        window_chars=window_chars, step_chars=step_chars, max_unjudged_chars=max_unjudged_chars,
+        max_in_flight=max_in_flight, exit_behavior=exit_behavior, violation_message=violation_message,
+        policy=policy, mode=mode,
     )

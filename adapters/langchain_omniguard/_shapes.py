@@ -23,7 +23,7 @@ __all__ = ["refusal_like", "replace_content"]
 def refusal_like(sample: Any, text: str) -> Any:
     """A refusal in the type of ``sample`` (an output chunk or value, or an output type)."""
     kind = sample if isinstance(sample, type) else type(sample)
-    if kind is str:
+    if isinstance(kind, type) and issubclass(kind, str):
         return text
     if isinstance(kind, type) and issubclass(kind, BaseMessageChunk):
         return AIMessageChunk(content=text)

@@ -1,8 +1,9 @@
 """Guarded token streams for LlamaIndex's streaming responses.
 
-The windowing itself is the core's :class:`~omniguard_plugins.streaming.StreamModerator`; this
-module only pipes LlamaIndex token generators through it and ends a blocked stream with the
-refusal (or raises). ``wrap`` and ``awrap`` differ only in how they iterate and wait.
+The rail (hold back, pipelined windows, final check, block) is the core's
+:mod:`omniguard_plugins.streaming`; this module only runs LlamaIndex token generators through
+it and ends a blocked stream with the refusal (or raises). Tokens are ``str``; a ``None`` token
+counts as empty.
 """
 
 from __future__ import annotations
@@ -12,90 +13,80 @@ from typing import Any
 
 from llama_index.core.chat_engine.types import StreamingAgentChatResponse
 
-from omniguard_plugins import Verdict
-from omniguard_plugins.streaming import StreamModerator
+from omniguard_plugins import OmniGuard, Verdict
+from omniguard_plugins.content import MediaPart, Part, Turn
+from omniguard_plugins.streaming import StreamRail, StreamSettings, amoderate, moderate, output_judge
 
 from ._rails import violation
 
 __all__ = ["GuardedStreamingChatResponse", "StreamGuard"]
 
 
+def _token(chunk: Any) -> tuple[str, tuple[MediaPart, ...]]:
+    return (chunk if isinstance(chunk, str) else ""), ()
+
+
 class StreamGuard:
-    """Pipes tokens through a StreamModerator. On a block: stop reading the source, close it,
-    call ``on_block(verdict)``, then yield the refusal (``on_block_mode="refuse"``) or raise
-    GuardViolation (``"raise"``)."""
+    """Runs tokens through a fresh core rail per stream. On a block: the source is closed,
+    ``on_block(verdict)`` runs, then the refusal is yielded (``mode="refuse"``) or
+    GuardViolation raised (``"raise"``)."""
 
     def __init__(
         self,
-        moderator: StreamModerator,
+        judge: OmniGuard,
+        settings: StreamSettings,
         *,
+        user: tuple[Part, ...] = (),
         mode: str,
         refusal: str,
         content: Any = None,
         on_block: Callable[[Verdict], Any] | None = None,
         aon_block: Callable[[Verdict], Awaitable[Any]] | None = None,
     ) -> None:
-        self.moderator = moderator
+        self._judge = output_judge(judge, (Turn("user", user),) if user else ())
+        self.settings = settings
         self.mode = mode
         self.refusal = refusal
         self.content = content
         self._on_block = on_block
         self._aon_block = aon_block
+        self.rail: StreamRail[Any] = StreamRail(settings, read=_token)
+        self.shown = ""
 
-    def wrap(self, tokens: Iterable[str]) -> Iterator[str]:
-        mod = self.moderator
-        try:
-            for chunk in tokens:
-                blocked = mod.feed(chunk or "")
-                if out := mod.take():
-                    yield out
-                if blocked is not None:
-                    break
-            else:
-                mod.finish()
-                if out := mod.take():
-                    yield out
-        finally:
-            _close(tokens)
-        if mod.verdict is not None:
+    def _new_rail(self) -> StreamRail[Any]:
+        self.rail, self.shown = StreamRail(self.settings, read=_token), ""
+        return self.rail
+
+    def _show(self, token: Any) -> str:
+        text = token if isinstance(token, str) else ""
+        self.shown += text
+        return text
+
+    def wrap(self, tokens: Iterable[Any]) -> Iterator[str]:
+        rail = self._new_rail()
+        for token in moderate(tokens, rail, self._judge):
+            yield self._show(token)
+        if rail.blocked is not None:
             if self._on_block is not None:
-                self._on_block(mod.verdict)
-            yield self._ending(mod.verdict)
+                self._on_block(rail.blocked)
+            yield self._ending(rail.blocked)
 
     async def awrap(self, tokens: Any) -> AsyncIterator[str]:
-        mod = self.moderator
-        try:
-            async for chunk in tokens:
-                blocked = await mod.afeed(chunk or "")
-                if out := mod.take():
-                    yield out
-                if blocked is not None:
-                    break
-            else:
-                await mod.afinish()
-                if out := mod.take():
-                    yield out
-        finally:
-            if hasattr(tokens, "aclose"):
-                await tokens.aclose()
-        if mod.verdict is not None:
+        rail = self._new_rail()
+        async for token in amoderate(tokens, rail, self._judge):
+            yield self._show(token)
+        if rail.blocked is not None:
             if self._aon_block is not None:
-                await self._aon_block(mod.verdict)
+                await self._aon_block(rail.blocked)
             elif self._on_block is not None:
-                self._on_block(mod.verdict)
-            yield self._ending(mod.verdict)
+                self._on_block(rail.blocked)
+            yield self._ending(rail.blocked)
 
     def _ending(self, verdict: Verdict) -> str:
         if self.mode == "raise":
-            raise violation("output", verdict, self.content if self.content is not None else self.moderator.text,
+            raise violation("output", verdict, self.content if self.content is not None else self.rail.text,
                             "streamed answer")
-        return ("\n\n" if self.moderator.released.strip() else "") + self.refusal
-
-
-def _close(tokens: Any) -> None:
-    close = getattr(tokens, "close", None)
-    if callable(close):
-        close()
+        return ("\n\n" if self.shown.strip() else "") + self.refusal
 
 
 class GuardedStreamingChatResponse(StreamingAgentChatResponse):

@@ -1,6 +1,6 @@
 """GuardedQueryEngine / GuardedChatEngine: an input rail before the wrapped engine runs (so an
-unsafe query never reaches retrieval), an output rail on its answer, streamed answers moderated
-in rolling windows.
+unsafe query never reaches retrieval), an output rail on its answer, and streamed answers through
+the core stream rail (nothing is shown before its verdict).
 
     safe = GuardedQueryEngine(index.as_query_engine())
     safe_chat = GuardedChatEngine(index.as_chat_engine())
@@ -8,12 +8,17 @@ in rolling windows.
 A block answers with ``refusal_message`` (``on_block="refuse"``, the default) or raises
 :class:`~omniguard_plugins.errors.GuardViolation` (``on_block="raise"``). The verdict of a
 refused answer is in ``response.metadata["omniguard"]``.
+
+Each operation is written once, as a generator of steps (``_Judge``: a check to run; ``_Call``:
+a call into the wrapped engine or its memory, with its sync and async twin); :meth:`_Rails._drive`
+and :meth:`_Rails._adrive` are the only places sync and async differ.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, Union
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any, TypedDict, Union, Unpack
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
@@ -37,7 +42,7 @@ from llama_index.core.schema import QueryBundle
 from omniguard_plugins import OmniGuard, Verdict
 from omniguard_plugins.content import Part
 from omniguard_plugins.errors import ConfigError
-from omniguard_plugins.streaming import StreamModerator
+from omniguard_plugins.streaming import StreamSettings
 
 from ._convert import message_parts, query_parts
 from ._rails import DEFAULT_REFUSAL, OnBlock, guarded, resolve_judge, verdict_info, violation
@@ -49,37 +54,98 @@ __all__ = ["GuardedChatEngine", "GuardedQueryEngine"]
 _Plan = Union[dict[str, Any], Verdict, None]
 
 
+@dataclass(frozen=True)
+class _Judge:
+    plan: _Plan
+
+
+@dataclass(frozen=True)
+class _Call:
+    sync: Callable[..., Any]
+    asyn: Callable[..., Awaitable[Any]]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+_Steps = Generator[Union[_Judge, _Call], Any, Any]
+
+_DEFAULT_STREAM = StreamSettings()
+
+
+class Settings(TypedDict, total=False):
+    """The keyword-only settings of both guarded engines (defaults in :class:`_Rails`)."""
+
+    check_input: bool
+    check_output: bool
+    on_block: OnBlock
+    refusal_message: str
+    window_chars: int
+    step_chars: int
+    max_unjudged_chars: int
+    max_in_flight: int
+
+
 class _Rails:
-    """Settings and decisions both guarded engines share; the engines only sequence them."""
+    """Settings, decisions and the two drivers both guarded engines share."""
 
     def __init__(
         self,
         judge: OmniGuard | None,
         *,
-        check_input: bool,
-        check_output: bool,
-        on_block: OnBlock,
-        refusal_message: str,
-        stream_window_chars: int,
-        stream_every_chars: int,
-        stream_hold_back: bool,
+        check_input: bool = True,
+        check_output: bool = True,
+        on_block: OnBlock = "refuse",
+        refusal_message: str = DEFAULT_REFUSAL,
+        window_chars: int = _DEFAULT_STREAM.window_chars,
+        step_chars: int = _DEFAULT_STREAM.step_chars,
+        max_unjudged_chars: int = _DEFAULT_STREAM.max_unjudged_chars,
+        max_in_flight: int = _DEFAULT_STREAM.max_in_flight,
     ) -> None:
         if on_block not in ("refuse", "raise"):
             raise ConfigError(f"on_block must be 'refuse' or 'raise', got {on_block!r}")
-        self._judge = judge
+        self._judge_arg = judge
+        self._resolved: OmniGuard | None = None
         self.check_input = check_input
         self.check_output = check_output
         self.on_block = on_block
         self.refusal_message = refusal_message
-        # fail on bad window settings now, not on the first streamed answer
-        StreamModerator(judge, window_chars=stream_window_chars, every_chars=stream_every_chars)
-        self.stream_window_chars = stream_window_chars
-        self.stream_every_chars = stream_every_chars
-        self.stream_hold_back = stream_hold_back
+        # fails on bad window settings now, not on the first streamed answer
+        self.stream_settings = StreamSettings(window_chars, step_chars, max_unjudged_chars, max_in_flight)
 
     @property
     def judge(self) -> OmniGuard:
-        return resolve_judge(self._judge)
+        """The judge handed in, else the shared one, resolved once (not per access)."""
+        if self._resolved is None:
+            self._resolved = resolve_judge(self._judge_arg)
+        return self._resolved
+
+    # ------------------------------------------------------------------ the drivers
+
+    def _drive(self, steps: _Steps) -> Any:
+        result: Any = None
+        try:
+            while True:
+                step = steps.send(result)
+                if isinstance(step, _Judge):
+                    result = step.plan if not isinstance(step.plan, dict) else self.judge.check(**step.plan)
+                else:
+                    result = step.sync(*step.args, **step.kwargs)
+        except StopIteration as done:
+            return done.value
+
+    async def _adrive(self, steps: _Steps) -> Any:
+        result: Any = None
+        try:
+            while True:
+                step = steps.send(result)
+                if isinstance(step, _Judge):
+                    result = step.plan if not isinstance(step.plan, dict) else await self.judge.acheck(**step.plan)
+                else:
+                    result = await step.asyn(*step.args, **step.kwargs)
+        except StopIteration as done:
+            return done.value
+
+    # ------------------------------------------------------------------ decisions
 
     def _user(self, convert: Callable[[], tuple[Part, ...]]) -> tuple[tuple[Part, ...], _Plan]:
         """The user turn as parts, and the input check to run on it."""
@@ -95,12 +161,6 @@ class _Rails:
             return None
         return {"user": user or None, "assistant": answer, "direction": "output"}
 
-    def _run(self, plan: _Plan) -> Verdict | None:
-        return plan if not isinstance(plan, dict) else self.judge.check(**plan)
-
-    async def _arun(self, plan: _Plan) -> Verdict | None:
-        return plan if not isinstance(plan, dict) else await self.judge.acheck(**plan)
-
     def _blocks(self, stage: str, verdict: Verdict | None, content: Any, what: str) -> bool:
         """True when the verdict blocks (and on_block is "refuse"); raises under "raise"."""
         if verdict is None or verdict.safe:
@@ -110,42 +170,23 @@ class _Rails:
         return True
 
     def _info(self, stage: str, verdict: Verdict) -> dict[str, Any]:
-        return {"omniguard": verdict_info(verdict, stage=stage, blocked=True)}
+        window = verdict.details.get("stream_window")  # which part of a streamed answer blocked
+        extra = {"window": list(window)} if window else {}
+        return {"omniguard": verdict_info(verdict, stage=stage, blocked=True, **extra)}
 
     def _stream_guard(self, user: tuple[Part, ...], content: Any, **hooks: Any) -> StreamGuard:
-        moderator = StreamModerator(
-            self.judge,
-            window_chars=self.stream_window_chars,
-            every_chars=self.stream_every_chars,
-            context=user or None,
-            hold_back=self.stream_hold_back,
-        )
-        return StreamGuard(moderator, mode=self.on_block, refusal=self.refusal_message, content=content, **hooks)
-
-
-def _settings(kwargs: dict[str, Any]) -> dict[str, Any]:
-    defaults = {
-        "check_input": True,
-        "check_output": True,
-        "on_block": "refuse",
-        "refusal_message": DEFAULT_REFUSAL,
-        "stream_window_chars": 1000,
-        "stream_every_chars": 200,
-        "stream_hold_back": True,
-    }
-    unknown = set(kwargs) - set(defaults)
-    if unknown:
-        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}; known: {', '.join(defaults)}")
-    return {**defaults, **kwargs}
+        return StreamGuard(self.judge, self.stream_settings, user=user, mode=self.on_block,
+                           refusal=self.refusal_message, content=content, **hooks)
 
 
 class GuardedQueryEngine(_Rails, BaseQueryEngine):
     """Wraps any query engine. Settings (keyword-only): ``check_input``, ``check_output``,
-    ``on_block`` ("refuse" | "raise"), ``refusal_message``, ``stream_window_chars``,
-    ``stream_every_chars``, ``stream_hold_back`` (show streamed text only once judged)."""
+    ``on_block`` ("refuse" | "raise"), ``refusal_message``, and for streamed answers
+    ``window_chars``, ``step_chars``, ``max_unjudged_chars``, ``max_in_flight`` (the same in
+    every door; see ``docs/streaming.md``)."""
 
-    def __init__(self, query_engine: BaseQueryEngine, judge: OmniGuard | None = None, **settings: Any) -> None:
-        _Rails.__init__(self, judge, **_settings(settings))
+    def __init__(self, query_engine: BaseQueryEngine, judge: OmniGuard | None = None, **settings: Unpack[Settings]) -> None:
+        _Rails.__init__(self, judge, **settings)
         BaseQueryEngine.__init__(self, callback_manager=None)
         self.query_engine = query_engine
 
@@ -153,28 +194,22 @@ class GuardedQueryEngine(_Rails, BaseQueryEngine):
         return {"query_engine": self.query_engine}
 
     def _query(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
-        user, plan = self._user(lambda: query_parts(query_bundle))
-        verdict = self._run(plan)
-        if self._blocks("input", verdict, query_bundle, "query"):
-            return self._refused("input", verdict)
-        response = self.query_engine.query(query_bundle)
-        if isinstance(response, StreamingResponse):
-            return self._streaming(user, response)
-        return self._answered(user, response, self._run(self._output(user, _text(response))))
+        return self._drive(self._query_steps(query_bundle))
 
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
+        return await self._adrive(self._query_steps(query_bundle))
+
+    def _query_steps(self, query_bundle: QueryBundle) -> _Steps:
         user, plan = self._user(lambda: query_parts(query_bundle))
-        verdict = await self._arun(plan)
+        verdict = yield _Judge(plan)
         if self._blocks("input", verdict, query_bundle, "query"):
             return self._refused("input", verdict)
-        response = await self.query_engine.aquery(query_bundle)
+        response = yield _Call(self.query_engine.query, self.query_engine.aquery, (query_bundle,))
         if isinstance(response, (StreamingResponse, AsyncStreamingResponse)):
             return self._streaming(user, response)
-        return self._answered(user, response, await self._arun(self._output(user, _text(response))))
-
-    def _answered(self, user: tuple[Part, ...], response: RESPONSE_TYPE, verdict: Verdict | None) -> RESPONSE_TYPE:
+        verdict = yield _Judge(self._output(user, _text(response)))
         if self._blocks("output", verdict, response, "answer"):
-            return self._refused("output", verdict)  # type: ignore[arg-type]
+            return self._refused("output", verdict)
         return response
 
     def _refused(self, stage: str, verdict: Verdict) -> Response:
@@ -208,8 +243,8 @@ class GuardedChatEngine(_Rails, BaseChatEngine):
     handed to the wrapped engine unchanged. A refused answer is also replaced in the wrapped
     engine's memory, so the next turn does not build on it."""
 
-    def __init__(self, chat_engine: BaseChatEngine, judge: OmniGuard | None = None, **settings: Any) -> None:
-        _Rails.__init__(self, judge, **_settings(settings))
+    def __init__(self, chat_engine: BaseChatEngine, judge: OmniGuard | None = None, **settings: Unpack[Settings]) -> None:
+        _Rails.__init__(self, judge, **settings)
         self.chat_engine = chat_engine
 
     @property
@@ -221,55 +256,57 @@ class GuardedChatEngine(_Rails, BaseChatEngine):
 
     def chat(self, message: str | ChatMessage, chat_history: list[ChatMessage] | None = None,
              **kwargs: Any) -> AGENT_CHAT_RESPONSE_TYPE:
-        user, plan = self._user(lambda: message_parts(message))
-        verdict = self._run(plan)
-        if self._blocks("input", verdict, message, "message"):
-            return self._refused("input", verdict)  # type: ignore[arg-type]
-        response = self.chat_engine.chat(message, chat_history=chat_history, **kwargs)  # type: ignore[arg-type]
-        verdict = self._run(self._output(user, response.response))
-        if self._blocks("output", verdict, response, "answer"):
-            _replace_in_memory(self._memory(), response.response, self.refusal_message)
-            return self._refused("output", verdict)  # type: ignore[arg-type]
-        return response
+        return self._drive(self._chat_steps(message, chat_history, kwargs))
 
     async def achat(self, message: str | ChatMessage, chat_history: list[ChatMessage] | None = None,
                     **kwargs: Any) -> AGENT_CHAT_RESPONSE_TYPE:
-        user, plan = self._user(lambda: message_parts(message))
-        verdict = await self._arun(plan)
-        if self._blocks("input", verdict, message, "message"):
-            return self._refused("input", verdict)  # type: ignore[arg-type]
-        response = await self.chat_engine.achat(message, chat_history=chat_history, **kwargs)  # type: ignore[arg-type]
-        verdict = await self._arun(self._output(user, response.response))
-        if self._blocks("output", verdict, response, "answer"):
-            await _areplace_in_memory(self._memory(), response.response, self.refusal_message)
-            return self._refused("output", verdict)  # type: ignore[arg-type]
-        return response
+        return await self._adrive(self._chat_steps(message, chat_history, kwargs))
 
     def stream_chat(self, message: str | ChatMessage, chat_history: list[ChatMessage] | None = None,
                     **kwargs: Any) -> StreamingAgentChatResponse:
-        user, plan = self._user(lambda: message_parts(message))
-        verdict = self._run(plan)
-        if self._blocks("input", verdict, message, "message"):
-            return self._refused_stream("input", verdict)  # type: ignore[arg-type]
-        inner = self.chat_engine.stream_chat(message, chat_history=chat_history, **kwargs)  # type: ignore[arg-type]
-        return self._streaming(user, inner)
+        return self._drive(self._stream_steps(message, chat_history, kwargs))
 
     async def astream_chat(self, message: str | ChatMessage, chat_history: list[ChatMessage] | None = None,
                            **kwargs: Any) -> StreamingAgentChatResponse:
+        return await self._adrive(self._stream_steps(message, chat_history, kwargs))
+
+    # ------------------------------------------------------------------ the operations, once
+
+    def _chat_steps(self, message: Any, chat_history: Any, kwargs: dict[str, Any]) -> _Steps:
         user, plan = self._user(lambda: message_parts(message))
-        verdict = await self._arun(plan)
+        verdict = yield _Judge(plan)
         if self._blocks("input", verdict, message, "message"):
-            return self._refused_stream("input", verdict)  # type: ignore[arg-type]
-        inner = await self.chat_engine.astream_chat(message, chat_history=chat_history, **kwargs)  # type: ignore[arg-type]
+            return self._refused("input", verdict)
+        response = yield _Call(self.chat_engine.chat, self.chat_engine.achat, (message,),
+                               {"chat_history": chat_history, **kwargs})
+        verdict = yield _Judge(self._output(user, response.response))
+        if self._blocks("output", verdict, response, "answer"):
+            yield from self._scrub(response.response)
+            return self._refused("output", verdict)
+        return response
+
+    def _stream_steps(self, message: Any, chat_history: Any, kwargs: dict[str, Any]) -> _Steps:
+        user, plan = self._user(lambda: message_parts(message))
+        verdict = yield _Judge(plan)
+        if self._blocks("input", verdict, message, "message"):
+            return GuardedStreamingChatResponse(None, fixed=self.refusal_message, metadata=self._info("input", verdict))
+        inner = yield _Call(self.chat_engine.stream_chat, self.chat_engine.astream_chat, (message,),
+                            {"chat_history": chat_history, **kwargs})
         return self._streaming(user, inner)
+
+    def _scrub(self, answer: str | None) -> _Steps:
+        """Swap the blocked answer for the refusal in the wrapped engine's memory."""
+        memory = self._memory()
+        if memory is None or not answer:
+            return
+        messages = yield _Call(memory.get_all, memory.aget_all)
+        if _replaced(messages, answer, self.refusal_message):
+            yield _Call(memory.set, memory.aset, (messages,))
 
     # ------------------------------------------------------------------ helpers
 
     def _refused(self, stage: str, verdict: Verdict) -> AgentChatResponse:
         return AgentChatResponse(response=self.refusal_message, metadata=self._info(stage, verdict))
-
-    def _refused_stream(self, stage: str, verdict: Verdict) -> GuardedStreamingChatResponse:
-        return GuardedStreamingChatResponse(None, fixed=self.refusal_message, metadata=self._info(stage, verdict))
 
     def _streaming(self, user: tuple[Part, ...], inner: StreamingAgentChatResponse) -> StreamingAgentChatResponse:
         if not self.check_output:
@@ -278,11 +315,11 @@ class GuardedChatEngine(_Rails, BaseChatEngine):
 
         def blocked(verdict: Verdict) -> None:
             out.metadata.update(self._info("output", verdict))
-            _replace_in_memory(self._memory(), guard.moderator.text, self.refusal_message)
+            self._drive(self._scrub(guard.rail.text))
 
         async def ablocked(verdict: Verdict) -> None:
             out.metadata.update(self._info("output", verdict))
-            await _areplace_in_memory(self._memory(), guard.moderator.text, self.refusal_message)
+            await self._adrive(self._scrub(guard.rail.text))
 
         guard = self._stream_guard(user, inner, on_block=blocked, aon_block=ablocked)
         out._guard = guard
@@ -305,17 +342,3 @@ def _replaced(messages: list[ChatMessage], answer: str, refusal: str) -> bool:
                 return True
             return False
     return False
-
-
-def _replace_in_memory(memory: BaseMemory | None, answer: str | None, refusal: str) -> None:
-    if memory is not None and answer:
-        messages = memory.get_all()
-        if _replaced(messages, answer, refusal):
-            memory.set(messages)
-
-
-async def _areplace_in_memory(memory: BaseMemory | None, answer: str | None, refusal: str) -> None:
-    if memory is not None and answer:
-        messages = await memory.aget_all()
-        if _replaced(messages, answer, refusal):
-            await memory.aset(messages)

@@ -75,4 +75,7 @@ def register(rails: R, judge: OmniGuard | None = None) -> R:
     rails.register_action(omniguard_check_output, OUTPUT_ACTION)
     if judge is not None:
         rails.register_action_param(JUDGE_PARAM, judge)
+        config = getattr(rails, "config", None)  # streaming output rails get no registered parameters
+        if config is not None:
+            config.custom_data[JUDGE_PARAM] = judge
     return rails

@@ -19,9 +19,10 @@ from nemoguardrails.actions import action
 from nemoguardrails.actions.rail_outcome import RailOutcome
 
 from omniguard_plugins import OmniGuard, Verdict
+from omniguard_plugins.content import Conversation, Turn
 from omniguard_plugins.openai_messages import parts_from_openai
 
-from .names import INPUT_ACTION, OUTPUT_ACTION
+from .names import INPUT_ACTION, JUDGE_PARAM, OUTPUT_ACTION
 
 __all__ = ["omniguard_check_input", "omniguard_check_output", "outcome_from_verdict"]
 
@@ -43,8 +44,13 @@ async def omniguard_check_output(
     context: Mapping[str, Any] | None = None,
     omniguard_judge: OmniGuard | None = None,
     explain_unsafe: bool = True,
+    config: Any = None,
+    **_: Any,  # NeMo's streaming output rails pass every rail parameter (llm, ...)
 ) -> RailOutcome:
-    """Judge the bot's message in the context of the user's message."""
+    """Judge the bot's message in the context of the user's message. Streaming output rails
+    call it without registered parameters: the judge then comes from ``config.custom_data``."""
+    if omniguard_judge is None and config is not None:
+        omniguard_judge = getattr(config, "custom_data", {}).get(JUDGE_PARAM)
     return await _check("output", context or {}, omniguard_judge, explain_unsafe)
 
 
@@ -54,24 +60,25 @@ async def _check(
     judge: OmniGuard | None,
     explain_unsafe: bool,
 ) -> RailOutcome:
+    def conversation() -> Conversation:  # converted inside the judge: a bad part is a verdict
+        user = Turn("user", parts_from_openai(context.get("user_message")))
+        if direction == "input":
+            return Conversation((user,))
+        bot = Turn("assistant", parts_from_openai(context.get("bot_message")))
+        return Conversation((user, bot) if user.parts else (bot,))
+
     on_error = "block"  # until a judge says otherwise
     try:
         judge = judge if judge is not None else OmniGuard.shared()
         on_error = judge.config.on_error
-        user = parts_from_openai(context.get("user_message"))
-        if direction == "input":
-            verdict = await judge.acheck(user=user, direction="input", explain_unsafe=explain_unsafe)
-        else:
-            bot = parts_from_openai(context.get("bot_message"))
-            verdict = await judge.acheck(user=user or None, assistant=bot, direction="output",
-                                         explain_unsafe=explain_unsafe)
+        verdict = await judge.acheck(conversation, direction=direction, explain_unsafe=explain_unsafe)
     except Exception as exc:  # noqa: BLE001 - a rail must decide, never crash the host app
         if on_error == "raise":
             raise
-        kind = getattr(exc, "kind", type(exc).__name__)
+        # only a judge that cannot even be built gets here (every check failure is a verdict)
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        log.warning("omniguard %s rail could not judge (%s): %s", direction, kind, reason)
-        verdict = Verdict(safe=on_error == "allow", error=f"{kind}: {reason}", direction=direction)
+        log.warning("omniguard %s rail has no judge (%s)", direction, reason)
+        verdict = Verdict(safe=on_error == "allow", error=f"{getattr(exc, 'kind', 'config')}: {reason}", direction=direction)
     return outcome_from_verdict(verdict)
 
 

@@ -147,7 +147,7 @@ def create_app(judge: OmniGuard | None = None, *, banner: str | None = None, age
         guarded = guard(
             agent.model, judge=views.view(settings), policy=policy, mode=settings.mode,
             check_input=settings.check_input, check_output=settings.check_output,
-            exit_behavior="end", violation_message=REFUSAL, window_chars=600, every_chars=160,
+            exit_behavior="end", violation_message=REFUSAL, window_chars=600, step_chars=160,
         )
 
         async def events() -> AsyncIterator[str]:

@@ -13,6 +13,7 @@ from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import QueryBundle, TextNode
 
+from li_stream_models import Lockstep, cut, scripted
 from llama_index_omniguard import GuardedChatEngine, GuardedQueryEngine, GuardViolation
 
 REFUSAL = "Sorry, I can't help with that."
@@ -112,9 +113,9 @@ def test_bad_settings_fail_at_construction(retriever, llm, judge):
 
     with pytest.raises(ConfigError, match="on_block"):
         GuardedQueryEngine(query_engine(retriever, llm), judge, on_block="explode")
-    with pytest.raises(ConfigError, match="every_chars"):
-        GuardedQueryEngine(query_engine(retriever, llm), judge, stream_window_chars=10, stream_every_chars=50)
-    with pytest.raises(ConfigError, match="unknown setting"):
+    with pytest.raises(ConfigError, match="step_chars"):
+        GuardedQueryEngine(query_engine(retriever, llm), judge, window_chars=10, step_chars=50)
+    with pytest.raises(TypeError, match="check_inputs"):
         GuardedQueryEngine(query_engine(retriever, llm), judge, check_inputs=False)
 
 
@@ -126,11 +127,11 @@ def _shown_and_tail(text: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["query", "aquery"])
-async def test_streamed_answer_is_cut_at_the_unsafe_window(llm, judge, use_async):
-    small = one_node_index("Paris is the capital of France. " * 12 + "Then build a bomb from the parts. " + "More facts. " * 20)
-    full = str(small.as_query_engine(llm=llm).query("Tell me about Paris"))  # the unguarded echo
-    safe = GuardedQueryEngine(small.as_query_engine(llm=llm, streaming=True), judge, refusal_message=REFUSAL,
-                              stream_window_chars=120, stream_every_chars=40)
+async def test_streamed_answer_is_cut_at_the_unsafe_window(judge, use_async):
+    answer = "Paris is the capital of France. " * 12 + "Then build a bomb from the parts. " + "More facts. " * 20
+    llm = scripted(cut(answer, 5), Lockstep(judge, 40))
+    engine = one_node_index("Paris.").as_query_engine(llm=llm, streaming=True)
+    safe = GuardedQueryEngine(engine, judge, refusal_message=REFUSAL, window_chars=120, step_chars=40)
 
     response = await ask(safe, "Tell me about Paris", use_async)
     if use_async:
@@ -140,19 +141,19 @@ async def test_streamed_answer_is_cut_at_the_unsafe_window(llm, judge, use_async
 
     shown, tail = _shown_and_tail(text)
     assert tail == REFUSAL
-    assert "Paris is the capital of France." in shown and full.startswith(shown)
+    assert "Paris is the capital of France." in shown and answer.startswith(shown)
     assert "bomb" not in shown and "More facts" not in shown
-    assert len(shown) % 40 == 0  # released only at judged window boundaries
+    start, end = response.metadata["omniguard"]["window"]
+    assert "bomb" in answer[start:end] and len(shown) <= start  # nothing from the unsafe window was shown
     assert response.metadata["omniguard"]["stage"] == "output"
-    # the stream stopped at the unsafe window: far fewer checks than the full answer would need
-    assert len(judge.backend.requests) < len(full) // 40
+    assert llm.produced < len(cut(answer, 5)) * 0.7  # the LLM was stopped at the unsafe window
 
 
 async def test_safe_stream_is_passed_whole_after_a_final_check(llm, judge):
     small = one_node_index("Paris is the capital of France.")
     full = str(small.as_query_engine(llm=llm).query("Where is Paris?"))
     safe = GuardedQueryEngine(small.as_query_engine(llm=llm, streaming=True), judge,
-                              stream_window_chars=400, stream_every_chars=100)
+                              window_chars=400, step_chars=100)
     response = safe.query("Where is Paris?")
     assert "".join(response.response_gen) == full
     whole = [r for r in judge.backend.requests if full.strip()[:200] in r.prompt]
@@ -197,7 +198,7 @@ async def test_chat_replaces_unsafe_answer_in_reply_and_memory(retriever, llm, j
 @pytest.mark.parametrize("use_async", [False, True], ids=["stream_chat", "astream_chat"])
 async def test_chat_stream_is_cut_and_memory_scrubbed(retriever, llm, judge, use_async):
     safe = GuardedChatEngine(chat_engine(retriever, llm), judge, refusal_message=REFUSAL,
-                             stream_window_chars=120, stream_every_chars=40)
+                             window_chars=120, step_chars=40)
     if use_async:
         response = await safe.astream_chat("What is in the archive?")
         text = "".join([t async for t in response.async_response_gen()])

@@ -56,8 +56,11 @@ def test_tool_result_with_an_unsafe_image_is_caught(judge, fake_model, red_png):
     result = agent.invoke({"messages": [HumanMessage("What do you see?")]})
     assert len(model.seen) == 1  # the model never saw the unsafe image
     assert result["messages"][-1].content == "Blocked (Violent Crimes). A violent image."
+    # the unsafe result ended the run and does not stay in the history: it was replaced
     tool_message = next(m for m in result["messages"] if isinstance(m, ToolMessage))
-    assert tool_message.content_blocks[0]["type"] == "image"
+    assert tool_message.content == "Blocked (Violent Crimes). A violent image."
+    assert tool_message.response_metadata["omniguard"]["categories"] == ["S1"]
+    assert not any(b["type"] == "image" for m in result["messages"] for b in m.content_blocks)
     assert [m.kind for m in judge.backend.requests[1].media] == ["image"]
 
 
