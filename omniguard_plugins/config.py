@@ -12,9 +12,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from .backends.transformers.fast_paths import FastPaths
 from .errors import ConfigError
 from .media import MediaLimits
 from .policy import Policy
+from .prompt import DEFAULT_MAX_TEXT_CHARS
 from .verdict import Mode
 
 __all__ = ["DEFAULT_MODEL", "JudgeConfig", "OnError"]
@@ -49,10 +51,21 @@ class JudgeConfig:
     on_error: OnError = "block"
     timeout_s: float = 120.0
     cache_size: int = 4096
+    #: admission control: model requests waiting for the micro-batcher beyond this are refused
+    #: with OverloadedError (a blocking verdict; the server answers 429). 0: unbounded
+    max_queued: int = 256
+    #: ... and decoded media bytes held by waiting requests (memory stays bounded). 0: unbounded
+    max_queued_media_bytes: int = 1 << 30
+    #: characters of text in one check, refused (TextTooLarge) before rendering or tokenising.
+    #: 0: no cap (the backend's token cap against the model's context still applies)
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     media: MediaLimits = field(default_factory=MediaLimits)
     #: transformers backend on CUDA: decode over static KV buffers, replaying captured CUDA
     #: graphs. Off by default until a GPU benchmark shows it pays (bench/RESULTS.md)
     decode_graphs: bool = False
+    #: the transformers backend's speed paths (each gives the same answers; see FastPaths), from
+    #: YAML ``fast_paths: {prefix-cache: off}`` or ``OMNIGUARD_FAST_PATHS="prefix-cache=off"``
+    fast_paths: FastPaths = field(default_factory=FastPaths)
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -65,6 +78,9 @@ class JudgeConfig:
             raise ConfigError("threshold must be between 0 and 1")
         if self.timeout_s <= 0:
             raise ConfigError("timeout_s must be positive")
+        for bound in ("max_queued", "max_queued_media_bytes", "max_text_chars"):
+            if getattr(self, bound) < 0:
+                raise ConfigError(f"{bound} must be 0 (unbounded) or positive, got {getattr(self, bound)}")
 
     @classmethod
     def load(cls, config_file: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> JudgeConfig:
@@ -93,6 +109,8 @@ class JudgeConfig:
                 raise ConfigError(f"unknown judge setting {key!r}")
         if "policy" in top:
             top["policy"] = Policy.coerce(top["policy"])
+        if "fast_paths" in top:
+            top["fast_paths"] = FastPaths.coerce(top["fast_paths"])
         if isinstance(top.get("media"), Mapping):
             media = {**top["media"], **media}
             top.pop("media")
@@ -116,7 +134,8 @@ class JudgeConfig:
 
 def _coerce_top(values: dict[str, Any]) -> dict[str, Any]:
     types = {"max_batch": int, "max_wait_ms": float, "max_new_tokens": int, "threshold": float,
-             "timeout_s": float, "cache_size": int, "explain_unsafe": _bool, "decode_graphs": _bool}
+             "timeout_s": float, "cache_size": int, "explain_unsafe": _bool, "decode_graphs": _bool,
+             "max_queued": int, "max_queued_media_bytes": int, "max_text_chars": int}
     out = dict(values)
     for key, conv in types.items():
         if key in out and isinstance(out[key], str):
@@ -175,6 +194,10 @@ _ENV = {
     "OMNIGUARD_ALLOW_URLS": "allow_urls",
     "OMNIGUARD_URL_ALLOWLIST": "url_allowlist",
     "OMNIGUARD_DECODE_GRAPHS": "decode_graphs",
+    "OMNIGUARD_MAX_QUEUED": "max_queued",
+    "OMNIGUARD_MAX_QUEUED_MEDIA_BYTES": "max_queued_media_bytes",
+    "OMNIGUARD_MAX_TEXT_CHARS": "max_text_chars",
+    "OMNIGUARD_FAST_PATHS": "fast_paths",
 }
 
 

@@ -4,8 +4,10 @@
     ├── ConfigError               a setting is missing or invalid
     ├── ModelLoadError            the checkpoint cannot be found or loaded
     ├── BackendError              the model backend failed while judging
-    │   └── JudgeTimeout          no verdict within timeout_s
+    │   ├── JudgeTimeout          no verdict within timeout_s
+    │   └── OverloadedError       the judge's queue is full: retry after ``retry_after_s``
     ├── ContentError              a message cannot be turned into a Conversation
+    │   └── TextTooLarge          more text than ``max_text_chars`` in one check
     ├── MediaError                a media part cannot be read (names the part)
     │   ├── UnsupportedMedia      a format or source we do not accept
     │   ├── CorruptMedia          the bytes do not decode
@@ -35,6 +37,8 @@ __all__ = [
     "MediaTooLarge",
     "ModelLoadError",
     "OmniGuardError",
+    "OverloadedError",
+    "TextTooLarge",
     "UnsupportedMedia",
 ]
 
@@ -62,8 +66,25 @@ class JudgeTimeout(BackendError, TimeoutError):
     kind = "timeout"
 
 
+class OverloadedError(BackendError):
+    """Shed load: more work is queued than the judge's bounds allow. Nothing was judged, so
+    under ``on_error="block"`` the verdict blocks; a server answers 429 with ``Retry-After``."""
+
+    kind = "overloaded"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ContentError(OmniGuardError, ValueError):
     kind = "content"
+
+
+class TextTooLarge(ContentError):
+    """Refused before tokenising: one check's text is over ``max_text_chars``."""
+
+    kind = "text_too_large"
 
 
 class MediaError(OmniGuardError, ValueError):

@@ -9,6 +9,12 @@ checked again, at most MAX_REDIRECTS; a size cap and a timeout on the whole down
 
 Naming a host in ``url_allowlist`` is the one way to let it resolve to a private address
 (an internal media store you trust); hosts a redirect leads to are checked the same way.
+
+Known bypasses and what stops them: numeric hosts in decimal, octal or hex (``2130706433``,
+``0177.0.0.1``, ``0x7f.1``) resolve to what they mean and are judged by that address; IPv6 forms
+that carry an IPv4 address (mapped ``::ffff:a.b.c.d``, compatible ``::a.b.c.d``, 6to4, Teredo,
+NAT64 ``64:ff9b::/96``) are judged by the IPv4 address inside too; names that are loopback by
+definition (``localhost.``, ``*.localhost``) are refused before any DNS query.
 """
 
 from __future__ import annotations
@@ -48,12 +54,29 @@ def fetch_url(url: str, limits: MediaLimits) -> bytes:
     raise MediaFetchRefused(f"more than {MAX_REDIRECTS} redirects")
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
+
+
 def is_public_address(address: str) -> bool:
-    """True only for globally routable unicast addresses (IPv4-mapped IPv6 judged as IPv4)."""
+    """True only for globally routable unicast addresses. An IPv6 address that carries an IPv4
+    one (mapped, compatible, 6to4, Teredo, NAT64) must be public on both counts."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    return all(_public(a) for a in (ip, *_embedded_ipv4(ip)))
+
+
+def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_loopback or ip.is_link_local)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    out = [a for a in (ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())) if a is not None]
+    low = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip in _NAT64 or (int(ip) >> 32 == 0 and int(ip) > 1):  # NAT64, or IPv4-compatible ::a.b.c.d
+        out.append(low)
+    return out
 
 
 def _get(url: str, limits: MediaLimits, deadline: float) -> tuple[int, str | None, bytes]:
@@ -63,6 +86,10 @@ def _get(url: str, limits: MediaLimits, deadline: float) -> tuple[int, str | Non
         raise MediaFetchRefused(f"scheme not allowed: {scheme or 'none'} (only http and https)")
     if not host:
         raise MediaFetchRefused("URL has no host")
+    name = host.rstrip(".")
+    if name.endswith(".localhost") or (host.endswith(".") and name in _LOOPBACK_NAMES):
+        if not _allowlisted(name, limits.url_allowlist):
+            raise MediaFetchRefused(f"refusing {host}: a loopback name")
     try:
         port = parts.port or (443 if scheme == "https" else 80)
     except ValueError:
@@ -149,8 +176,7 @@ def _resolve(host: str, port: int, *, allow_private: bool) -> list[str]:
 
 def _describe(address: str) -> str:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    ip = next((a for a in _embedded_ipv4(ip) if not _public(a)), ip)
     for name in ("loopback", "link_local", "private", "multicast", "unspecified", "reserved"):
         if getattr(ip, f"is_{name}"):
             return name.replace("_", "-")

@@ -155,9 +155,7 @@ class OmniGuard:
             backend = self.backend
             with self._backend_lock:
                 if self._batcher is None:
-                    self._batcher = MicroBatcher(backend, max_batch=self.config.max_batch,
-                                                 max_wait_ms=self.config.max_wait_ms, max_queued=self.config.max_queued,
-                                                 max_queued_media_bytes=self.config.max_queued_media_bytes)
+                    self._batcher = MicroBatcher.from_config(backend, self.config)
         return self._batcher
 
     def add_listener(self, callback: Callable[[Verdict], None]) -> None:
@@ -336,10 +334,17 @@ class OmniGuard:
             return outcome.with_(safe=self.config.on_error == "allow", error="unparseable")
         if self.config.on_error == "raise":
             raise outcome
-        reason = str(outcome).splitlines()[0] if str(outcome) else type(outcome).__name__
+        reason = _one_line(str(outcome)) or type(outcome).__name__
         log.warning("omniguard check failed (%s): %s", outcome.kind, reason)
         return Verdict(safe=self.config.on_error == "allow", error=f"{outcome.kind}: {reason}",
                        details={"error_kind": outcome.kind, "reason": reason})
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """A reason fit for a verdict, a log line and a client: its first line, cut (it may quote
+    client data, which must not come back whole)."""
+    line = text.splitlines()[0] if text else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
 def _plain_text(value: Any) -> bool:

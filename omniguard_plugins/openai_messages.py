@@ -32,6 +32,12 @@ def parts_from_openai(content: Any) -> tuple[Part, ...]:
     return tuple(_part(p, i) for i, p in enumerate(content, start=1))
 
 
+def _quoted(value: Any, limit: int = 40) -> str:
+    """A client's value in an error message, cut: errors reach logs and clients."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 def _url_of(value: Any, key: str, index: int) -> str:
     if isinstance(value, Mapping):
         value = value.get("url")
@@ -64,13 +70,13 @@ def _part(part: Any, index: int) -> Part:
             raise ContentError(f"part #{index} (input_audio) needs input_audio.data (base64)")
         fmt = str(audio.get("format") or "wav").lower()
         if not fmt.isalnum():
-            raise ContentError(f"part #{index} (input_audio) has an invalid format {fmt!r}")
+            raise ContentError(f"part #{index} (input_audio) has an invalid format {_quoted(fmt)}")
         return Audio(audio["data"], mime_type=f"audio/{fmt}", origin="base64")
     if kind == "audio_url":
         return Audio(_url_of(part.get("audio_url"), kind, index), origin="url")
     if kind == "video_url":
         return Video(_url_of(part.get("video_url"), kind, index), origin="url")
-    raise ContentError(f"part #{index} has unsupported type {kind!r}")
+    raise ContentError(f"part #{index} has unsupported type {_quoted(kind)}")
 
 
 def conversation_from_openai(messages: Iterable[Mapping[str, Any]]) -> Conversation:
@@ -85,7 +91,7 @@ def conversation_from_openai(messages: Iterable[Mapping[str, Any]]) -> Conversat
         if role is None:
             if msg.get("role") in ("system", "developer", "tool", "function"):
                 continue
-            raise ContentError(f"message #{i} has unknown role {msg.get('role')!r}")
+            raise ContentError(f"message #{i} has unknown role {_quoted(msg.get('role'))}")
         parts = parts_from_openai(msg.get("content"))
         if turns and turns[-1].role == role:
             turns[-1] = Turn(role, turns[-1].parts + parts)  # type: ignore[arg-type]

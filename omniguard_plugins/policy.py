@@ -59,6 +59,12 @@ DEFAULT_CATEGORIES: tuple[Category, ...] = tuple(
 
 _CODE_RE = re.compile(r"^s(\d+)$", re.IGNORECASE)
 
+#: bounds on a custom policy: its text goes into every prompt, and a policy can arrive with a
+#: request (``/v1/guard``), so it is capped like the request's own text
+MAX_CATEGORIES = 64
+MAX_NAME_CHARS = 200
+MAX_DESCRIPTION_CHARS = 4000
+
 
 def _norm(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
@@ -72,6 +78,13 @@ class Policy:
         cats = tuple(self.categories)
         if not cats:
             raise ConfigError("a policy needs at least one category")
+        if len(cats) > MAX_CATEGORIES:
+            raise ConfigError(f"a policy may have at most {MAX_CATEGORIES} categories, got {len(cats)}")
+        for c in cats:
+            if not isinstance(c, Category):
+                raise ConfigError(f"policy categories must be Category objects, got {type(c).__name__}")
+            _check_text("category name", c.name, MAX_NAME_CHARS, required=True)
+            _check_text(f"description of {c.name[:40]!r}", c.description, MAX_DESCRIPTION_CHARS)
         # codes follow position: S1..Sn is what the model reads and answers with
         renumbered = tuple(Category(f"S{i}", c.name, c.description) for i, c in enumerate(cats, start=1))
         names = [_norm(c.name) for c in renumbered]
@@ -148,33 +161,44 @@ class Policy:
             raise ConfigError("a policy must be a mapping with 'categories' or drop/rename/add")
         unknown = set(data) - {"categories", "drop", "rename", "add", "base"}
         if unknown:
-            raise ConfigError(f"unknown policy keys: {', '.join(sorted(unknown))}")
+            shown = ", ".join(sorted(str(k)[:40] for k in unknown)[:8])
+            raise ConfigError(f"unknown policy keys: {shown}; use categories, or drop/rename/add")
         try:
             if "categories" in data:
-                policy = cls(tuple(_category(c) for c in data["categories"]))
+                policy = cls(tuple(_category(c) for c in _as_list(data["categories"], "categories", scalar_ok=False)))
             else:
                 policy = cls()
             # rename before drop, so both name categories by their codes in the base list
             if data.get("rename"):
-                policy = policy.rename(dict(data["rename"]))
+                rename = data["rename"]
+                if not isinstance(rename, Mapping):
+                    raise ConfigError("policy 'rename' must map codes to new names, e.g. {S10: Hate Speech}")
+                policy = policy.rename({_name(k, "rename"): _name(v, "rename") for k, v in rename.items()})
             if data.get("drop"):
-                policy = policy.drop(*_as_list(data["drop"]))
-            for extra in _as_list(data.get("add") or []):
+                policy = policy.drop(*(_name(d, "drop") for d in _as_list(data["drop"], "drop")))
+            for extra in _as_list(data.get("add") or [], "add"):
                 cat = _category(extra)
                 policy = policy.add(cat.name, cat.description)
         except KeyError as exc:
-            raise ConfigError(f"policy names an unknown category: {exc.args[0]}") from None
+            raise ConfigError(f"policy names an unknown category: {str(exc.args[0])[:60]}") from None
         return policy
 
     @classmethod
     def from_yaml(cls, path_or_text: str | Path) -> Policy:
         import yaml
 
-        text = Path(path_or_text).read_text() if _is_file(path_or_text) else str(path_or_text)
+        try:
+            text = Path(path_or_text).read_text(encoding="utf-8") if _is_file(path_or_text) else str(path_or_text)
+        except UnicodeDecodeError:
+            raise ConfigError(f"policy file {Path(path_or_text).name} is not UTF-8 text; write it as YAML") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read policy file {Path(path_or_text).name}: {exc.strerror or exc}") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"policy YAML does not parse: {exc}".splitlines()[0]) from None
+            raise ConfigError(f"policy YAML does not parse: {exc}".splitlines()[0][:200]) from None
+        except RecursionError:
+            raise ConfigError("policy YAML nests too deeply") from None
         if isinstance(data, Mapping) and "policy" in data:
             data = data["policy"]
         return cls.from_dict(data)
@@ -197,10 +221,29 @@ def _is_file(value: str | Path) -> bool:
         return False
 
 
-def _as_list(value: Any) -> list[Any]:
-    if isinstance(value, (str, Mapping)):
+def _as_list(value: Any, key: str = "categories", *, scalar_ok: bool = True) -> list[Any]:
+    """A list (or, where ``scalar_ok``, one item) of a policy's key; anything else is a
+    one-line ConfigError, never a TypeError from iterating a number."""
+    if isinstance(value, (str, Mapping)) and scalar_ok:
         return [value]
-    return list(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise ConfigError(f"policy {key!r} must be a list, got {type(value).__name__}")
+
+
+def _name(value: Any, key: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ConfigError(f"policy {key!r} takes category codes or names, got {type(value).__name__}")
+    return str(value)
+
+
+def _check_text(what: str, value: Any, limit: int, *, required: bool = False) -> None:
+    if not isinstance(value, str):
+        raise ConfigError(f"a {what} must be text, got {type(value).__name__}")
+    if required and not value.strip():
+        raise ConfigError(f"a {what} must not be empty")
+    if len(value) > limit:
+        raise ConfigError(f"a {what} has {len(value)} characters, over the limit of {limit}")
 
 
 def _category(value: Any) -> Category:
@@ -209,8 +252,13 @@ def _category(value: Any) -> Category:
     if isinstance(value, str):
         return Category("", value, "")
     if isinstance(value, Mapping) and "name" in value:
-        return Category("", str(value["name"]), str(value.get("description", "")).strip())
-    raise ConfigError(f"a category needs a name: {value!r}")
+        description = value.get("description", "")
+        if description is None:
+            description = ""
+        if not isinstance(value["name"], str) or not isinstance(description, str):
+            raise ConfigError("a category's name and description must be text")
+        return Category("", value["name"], description.strip())
+    raise ConfigError(f"a category needs a name, got {type(value).__name__}")
 
 
 def categories_from(policy: Policy, tokens: Iterable[str]) -> tuple[Category, ...]:

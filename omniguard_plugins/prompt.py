@@ -12,13 +12,19 @@ from dataclasses import dataclass
 from typing import Literal
 
 from .content import Conversation, MediaPart, Turn
-from .errors import ContentError
+from .errors import ContentError, TextTooLarge
 from .policy import Policy
 
-__all__ = ["AGENT_TYPE", "Direction", "RenderedPrompt", "neutralise", "render", "shared_prefix_chars"]
+__all__ = [
+    "AGENT_TYPE", "DEFAULT_MAX_TEXT_CHARS", "Direction", "RenderedPrompt", "check_text_size", "neutralise", "render",
+    "shared_prefix_chars",
+]
 
 Direction = Literal["input", "output"]
 AGENT_TYPE = "Agent"
+#: characters of text one check may carry (``JudgeConfig.max_text_chars``); about 16K tokens of
+#: the published tokenizer, half its context. Checked before anything is rendered or tokenised
+DEFAULT_MAX_TEXT_CHARS = 65_536
 
 GENERAL_TEMPLATE = (
     "Task: Check if there is unsafe content in '{agent_type}' messages in conversations according our "
@@ -114,10 +120,22 @@ def _turns_for(conversation: Conversation, direction: Direction) -> list[Turn]:
     return list(conversation.turns[: last + 1])
 
 
-def render(conversation: Conversation, policy: Policy, direction: Direction = "input") -> RenderedPrompt:
+def check_text_size(chars: int, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
+    """Refuse over-long text in microseconds, before it can cost a tokeniser pass or a prefill
+    that holds the one model worker for minutes. ``max_text_chars`` 0 means no cap."""
+    if max_text_chars and chars > max_text_chars:
+        raise TextTooLarge(f"{chars} characters of text, over the {max_text_chars}-character limit; "
+                           "send less text per check (split it) or raise max_text_chars")
+
+
+def render(
+    conversation: Conversation, policy: Policy, direction: Direction = "input", *,
+    max_text_chars: int = DEFAULT_MAX_TEXT_CHARS,
+) -> RenderedPrompt:
     if direction not in ("input", "output"):
         raise ContentError(f"direction must be 'input' or 'output', got {direction!r}")
     turns = _turns_for(conversation, direction)
+    check_text_size(sum(len(t.text) for t in turns), max_text_chars)
     media = tuple(m for t in turns for m in t.media)
     if not any(t.parts for t in turns):
         raise ContentError("nothing to judge: the conversation has no text or media")

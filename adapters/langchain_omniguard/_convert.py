@@ -165,10 +165,10 @@ def role_of(message: BaseMessage) -> Role | None:
 def parts_of(value: Any) -> tuple[Part, ...]:
     """The parts of one message, one content list, or one piece of content."""
     if isinstance(value, BaseMessage):
-        return parts_from_blocks(value.content_blocks)
+        return parts_from_blocks(_blocks_of(value))
     if isinstance(value, (list, tuple)) and all(isinstance(b, (str, Mapping)) for b in value):
         # raw content: let LangChain's translators normalise OpenAI and v0 blocks
-        return parts_from_blocks(HumanMessage(content=list(value)).content_blocks)
+        return parts_from_blocks(_blocks_of(HumanMessage(content=list(value))))
     if isinstance(value, Mapping) and "type" in value:
         return parts_of([value])
     if isinstance(value, str):
@@ -176,10 +176,19 @@ def parts_of(value: Any) -> tuple[Part, ...]:
     return (to_part(value),)
 
 
+def _blocks_of(message: BaseMessage) -> list[Any]:
+    """``message.content_blocks``; LangChain's translators raise KeyError/AttributeError on some
+    malformed blocks (a ``non_standard`` block with no value), which is bad content, not a bug."""
+    try:
+        return list(message.content_blocks)
+    except Exception as exc:  # noqa: BLE001
+        raise ContentError(f"LangChain cannot read this message's content blocks ({type(exc).__name__})") from None
+
+
 def has_content(message: BaseMessage) -> bool:
     """Whether a message carries anything a person reads (not only tool calls or reasoning)."""
     return any(block.get("type") not in _NOT_CONTENT and block != {"type": "text", "text": ""}
-               for block in message.content_blocks)
+               for block in _blocks_of(message))
 
 
 def turn_of(message: BaseMessage, role: Role | None = None) -> Turn:

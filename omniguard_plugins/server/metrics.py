@@ -73,7 +73,18 @@ class _JudgeCollector(Collector):
         yield _counter("omniguard_batches", "Backend batches run", b.batches)
         yield _counter("omniguard_batched_requests", "Model requests run in batches", b.requests)
         yield _counter("omniguard_backend_errors", "Backend calls that raised", b.backend_errors)
-        yield GaugeMetricFamily("omniguard_queue_depth", "Model requests waiting for the batcher", value=batcher.queue_depth)
+        yield _counter("omniguard_rejected", "Model requests refused at admission (queue full)", b.rejected)
+        yield _counter("omniguard_dropped_cancelled", "Queued requests dropped: their caller gave up", b.cancelled)
+        yield _counter("omniguard_dropped_expired", "Queued requests failed: waited past the timeout", b.expired)
+        yield _counter("omniguard_worker_restarts", "Times the batch worker died and was restarted", b.worker_restarts)
+        health = batcher.health()
+        yield GaugeMetricFamily("omniguard_queue_depth", "Model requests waiting for the batcher", value=health.queue_depth)
+        yield GaugeMetricFamily("omniguard_queued_media_bytes", "Decoded media bytes held by waiting requests",
+                                value=health.queued_media_bytes)
+        state = GaugeMetricFamily("omniguard_health", "1 for the judge's current state", labels=["state"])
+        for name in ("ready", "overloaded", "broken"):
+            state.add_metric([name], 1.0 if health.state == name else 0.0)
+        yield state
         yield GaugeMetricFamily("omniguard_max_batch_seen", "Largest batch run so far", value=b.max_batch_seen)
         sizes = dict(b.batch_sizes)
         buckets = [(str(edge), float(sum(c for s, c in sizes.items() if s <= edge))) for edge in _BATCH_BUCKETS]

@@ -9,7 +9,7 @@ parts and owns every rule about what a part may look like.
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,9 +23,17 @@ __all__ = [
     "GuardRequest",
     "GuardResponse",
     "LabelLogprobs",
+    "MAX_MESSAGES",
+    "MAX_PARTS",
 ]
 
 log = logging.getLogger("omniguard.server")
+
+#: request caps: a conversation to judge is a few turns, and each turn a few parts. Far more is
+#: abuse (or a bug), refused as a 400/413 before any part is converted or decoded
+MAX_MESSAGES = 256
+MAX_PARTS = 256
+_Parts = Annotated[list[Any], Field(max_length=MAX_PARTS)]
 
 
 class _Request(BaseModel):
@@ -34,14 +42,16 @@ class _Request(BaseModel):
     @model_validator(mode="after")
     def _log_unknown(self) -> _Request:
         if self.model_extra:
-            log.info("%s: ignoring unknown fields %s", type(self).__name__, sorted(self.model_extra))
+            # names only (never values: they may be media or secrets), a few and short
+            names = [str(name)[:40] for name in sorted(self.model_extra)[:10]]
+            log.info("%s: ignoring unknown fields %s", type(self).__name__, names)
         return self
 
 
 class ChatMessage(_Request):
     role: str
     #: a string or a list of OpenAI content parts (text, image_url, input_audio, audio_url, video_url)
-    content: Union[str, list[Any], None] = None
+    content: Union[str, _Parts, None] = None
     name: Optional[str] = None
 
 
@@ -53,7 +63,7 @@ class ChatCompletionRequest(_Request):
     """The subset of OpenAI chat completions a guard checkpoint needs (as vLLM offers it)."""
 
     model: Optional[str] = None
-    messages: list[ChatMessage] = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_tokens: Optional[int] = Field(default=None, ge=1)
     max_completion_tokens: Optional[int] = Field(default=None, ge=1)
     #: decoding is greedy (the checkpoint's own generation config); only 0 or absent is accepted
@@ -129,7 +139,7 @@ class ChatCompletionResponse(BaseModel):
 class GuardRequest(_Request):
     """``POST /v1/guard``: a conversation in OpenAI-style messages and what to check."""
 
-    messages: list[Any] = Field(min_length=1)
+    messages: list[Any] = Field(min_length=1, max_length=MAX_MESSAGES)
     direction: Optional[Literal["input", "output"]] = None
     mode: Optional[Literal["verdict", "critique", "score"]] = None
     #: a list of categories ({"name", "description"} or names), or a mapping as
