@@ -7,8 +7,9 @@ subclass with a one-line reason; the judge turns that into a blocking verdict by
 
 The package reads top-down, every import pointing down: :mod:`.types` (limits, decoded
 types) <- :mod:`.sniff` (magic bytes) <- :mod:`.frames` (frame sampling) <- :mod:`.images`
-(stills and animations) <- :mod:`.audio_video` (ffmpeg, PyAV) and :mod:`.sources` (where bytes
-come from), and this module on top: :func:`decode_part` and :class:`MediaCache`.
+(stills and animations) <- :mod:`.audio_video` (ffmpeg, PyAV); :mod:`.fetch` (URLs, off by
+default) <- :mod:`.sources` (where bytes come from); and this module on top:
+:func:`decode_part` and :class:`MediaCache`.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ import ssl
 import time
 from urllib.parse import urljoin, urlsplit
 
-from .errors import MediaFetchRefused, MediaTooLarge
-from .media import MediaLimits
+from ..errors import MediaFetchRefused, MediaTooLarge
+from .types import MediaLimits
 
 __all__ = ["MAX_REDIRECTS", "fetch_url", "is_public_address"]
 

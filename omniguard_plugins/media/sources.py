@@ -105,7 +105,7 @@ def _read_data_uri(s: str, mime_hint: str | None) -> tuple[bytes, str | None]:
 def _read_url(s: str, limits: MediaLimits) -> bytes | None:
     """The bytes of an http(s) URL (fetched only when allowed), or None for no URL at all."""
     if s[:16].lower().startswith(("http://", "https://")):
-        from ..fetch import fetch_url
+        from .fetch import fetch_url
 
         return fetch_url(s, limits)
     if "://" in s[:12]:

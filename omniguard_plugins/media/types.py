@@ -33,7 +33,7 @@ class MediaLimits:
     decode_timeout_s: float = 30.0
     #: accept file paths as sources; a server taking untrusted messages should turn this off
     allow_paths: bool = True
-    #: URLs are fetched only when this is on (see :mod:`omniguard_plugins.fetch`)
+    #: URLs are fetched only when this is on (see :mod:`omniguard_plugins.media.fetch`)
     allow_urls: bool = False
     #: when non-empty, the only hosts a URL may name (``"*.example.com"`` for subdomains);
     #: naming a host here also allows it to resolve to a private address
