@@ -15,6 +15,7 @@ from llama_index.core.chat_engine.types import StreamingAgentChatResponse
 
 from omniguard_plugins import OmniGuard, Verdict
 from omniguard_plugins.content import MediaPart, Part, Turn
+from omniguard_plugins.rails import refusal_text
 from omniguard_plugins.streaming import StreamRail, StreamSettings, amoderate, moderate, output_judge
 
 from ._rails import violation
@@ -86,7 +87,7 @@ class StreamGuard:
         if self.mode == "raise":
             raise violation("output", verdict, self.content if self.content is not None else self.rail.text,
                             "streamed answer")
-        return ("\n\n" if self.shown.strip() else "") + self.refusal
+        return ("\n\n" if self.shown.strip() else "") + refusal_text(verdict, self.refusal)
 
 
 class GuardedStreamingChatResponse(StreamingAgentChatResponse):

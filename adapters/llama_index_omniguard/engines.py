@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
-from typing import Any, TypedDict, Union, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Union
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
@@ -40,13 +40,17 @@ from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import QueryBundle
 
 from omniguard_plugins import OmniGuard, Verdict
-from omniguard_plugins.content import Part
-from omniguard_plugins.errors import ConfigError
+from omniguard_plugins.content import Conversation, Part
+from omniguard_plugins.errors import ConfigError, ContentError
+from omniguard_plugins.rails import DEFAULT_REFUSAL, refusal_text
 from omniguard_plugins.streaming import StreamSettings
 
 from ._convert import message_parts, query_parts
-from ._rails import DEFAULT_REFUSAL, OnBlock, guarded, resolve_judge, verdict_info, violation
+from ._rails import OnBlock, resolve_judge, verdict_info, violation
 from ._stream import GuardedStreamingChatResponse, StreamGuard
+
+if TYPE_CHECKING:  # typing.Unpack is 3.11+; annotations are never evaluated at run time
+    from typing_extensions import Unpack
 
 __all__ = ["GuardedChatEngine", "GuardedQueryEngine"]
 
@@ -127,7 +131,7 @@ class _Rails:
             while True:
                 step = steps.send(result)
                 if isinstance(step, _Judge):
-                    result = step.plan if not isinstance(step.plan, dict) else self.judge.check(**step.plan)
+                    result = None if step.plan is None else self.judge.check(**step.plan)
                 else:
                     result = step.sync(*step.args, **step.kwargs)
         except StopIteration as done:
@@ -139,7 +143,7 @@ class _Rails:
             while True:
                 step = steps.send(result)
                 if isinstance(step, _Judge):
-                    result = step.plan if not isinstance(step.plan, dict) else await self.judge.acheck(**step.plan)
+                    result = None if step.plan is None else await self.judge.acheck(**step.plan)
                 else:
                     result = await step.asyn(*step.args, **step.kwargs)
         except StopIteration as done:
@@ -148,13 +152,16 @@ class _Rails:
     # ------------------------------------------------------------------ decisions
 
     def _user(self, convert: Callable[[], tuple[Part, ...]]) -> tuple[tuple[Part, ...], _Plan]:
-        """The user turn as parts, and the input check to run on it."""
-        parts, failed = guarded(self.judge, convert)
-        if not self.check_input:
-            return parts or (), None
-        if failed is not None:
-            return (), failed
-        return parts, ({"user": parts, "direction": "input"} if parts else None)
+        """The user turn as parts, and the input check to run on it. Content that does not
+        convert is handed to the judge as a builder that fails, so ``on_error`` decides it (and
+        counts it) there, like any other failure."""
+        try:
+            parts = convert()
+        except ContentError as exc:
+            return (), ({"conversation": _failing(exc), "direction": "input"} if self.check_input else None)
+        if not self.check_input or not parts:
+            return parts, None
+        return parts, {"user": parts, "direction": "input"}
 
     def _output(self, user: tuple[Part, ...], answer: str | None) -> _Plan:
         if not self.check_output or not answer or not answer.strip():
@@ -168,6 +175,9 @@ class _Rails:
         if self.on_block == "raise":
             raise violation(stage, verdict, content, what)
         return True
+
+    def _refusal(self, verdict: Verdict) -> str:
+        return refusal_text(verdict, self.refusal_message)
 
     def _info(self, stage: str, verdict: Verdict) -> dict[str, Any]:
         window = verdict.details.get("stream_window")  # which part of a streamed answer blocked
@@ -213,7 +223,7 @@ class GuardedQueryEngine(_Rails, BaseQueryEngine):
         return response
 
     def _refused(self, stage: str, verdict: Verdict) -> Response:
-        return Response(response=self.refusal_message, source_nodes=[], metadata=self._info(stage, verdict))
+        return Response(response=self._refusal(verdict), source_nodes=[], metadata=self._info(stage, verdict))
 
     def _streaming(self, user: tuple[Part, ...], response: StreamingResponse | AsyncStreamingResponse) -> RESPONSE_TYPE:
         if not self.check_output:
@@ -281,7 +291,7 @@ class GuardedChatEngine(_Rails, BaseChatEngine):
                                {"chat_history": chat_history, **kwargs})
         verdict = yield _Judge(self._output(user, response.response))
         if self._blocks("output", verdict, response, "answer"):
-            yield from self._scrub(response.response)
+            yield from self._scrub(response.response, self._refusal(verdict))
             return self._refused("output", verdict)
         return response
 
@@ -289,24 +299,24 @@ class GuardedChatEngine(_Rails, BaseChatEngine):
         user, plan = self._user(lambda: message_parts(message))
         verdict = yield _Judge(plan)
         if self._blocks("input", verdict, message, "message"):
-            return GuardedStreamingChatResponse(None, fixed=self.refusal_message, metadata=self._info("input", verdict))
+            return GuardedStreamingChatResponse(None, fixed=self._refusal(verdict), metadata=self._info("input", verdict))
         inner = yield _Call(self.chat_engine.stream_chat, self.chat_engine.astream_chat, (message,),
                             {"chat_history": chat_history, **kwargs})
         return self._streaming(user, inner)
 
-    def _scrub(self, answer: str | None) -> _Steps:
+    def _scrub(self, answer: str | None, refusal: str) -> _Steps:
         """Swap the blocked answer for the refusal in the wrapped engine's memory."""
         memory = self._memory()
         if memory is None or not answer:
             return
         messages = yield _Call(memory.get_all, memory.aget_all)
-        if _replaced(messages, answer, self.refusal_message):
+        if _replaced(messages, answer, refusal):
             yield _Call(memory.set, memory.aset, (messages,))
 
     # ------------------------------------------------------------------ helpers
 
     def _refused(self, stage: str, verdict: Verdict) -> AgentChatResponse:
-        return AgentChatResponse(response=self.refusal_message, metadata=self._info(stage, verdict))
+        return AgentChatResponse(response=self._refusal(verdict), metadata=self._info(stage, verdict))
 
     def _streaming(self, user: tuple[Part, ...], inner: StreamingAgentChatResponse) -> StreamingAgentChatResponse:
         if not self.check_output:
@@ -315,11 +325,11 @@ class GuardedChatEngine(_Rails, BaseChatEngine):
 
         def blocked(verdict: Verdict) -> None:
             out.metadata.update(self._info("output", verdict))
-            self._drive(self._scrub(guard.rail.text))
+            self._drive(self._scrub(guard.rail.text, refusal_text(verdict, self.refusal_message)))
 
         async def ablocked(verdict: Verdict) -> None:
             out.metadata.update(self._info("output", verdict))
-            await self._adrive(self._scrub(guard.rail.text))
+            await self._adrive(self._scrub(guard.rail.text, refusal_text(verdict, self.refusal_message)))
 
         guard = self._stream_guard(user, inner, on_block=blocked, aon_block=ablocked)
         out._guard = guard
@@ -342,3 +352,12 @@ def _replaced(messages: list[ChatMessage], answer: str, refusal: str) -> bool:
                 return True
             return False
     return False
+
+
+def _failing(exc: ContentError) -> Callable[[], Conversation]:
+    """A conversation builder that raises the conversion's error inside the judge."""
+
+    def build() -> Conversation:
+        raise exc
+
+    return build

@@ -177,4 +177,4 @@ def test_first_call_through_each_door_gives_the_real_verdict(results, door):
     if door == "langchain_agent":
         assert "bomb" not in got["blocked"] and got["passed"] == "The sea is wide and blue."
     if door == "llamaindex":
-        assert got["refused"] == "I can't help with that." and "Paris" in got["answered"]
+        assert got["refused"] == "I can't help with that: it was flagged as unsafe (Indiscriminate Weapons)." and "Paris" in got["answered"]
