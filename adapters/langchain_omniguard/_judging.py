@@ -32,7 +32,7 @@ __all__ = [
     "arun_checks",
     "format_violation",
     "judge_and_record",
-    "prepare",
+    "make_check",
     "record",
     "resolve_judge",
     "run_checks",
@@ -67,8 +67,7 @@ class Check:
     item: Mapping[str, Any]
 
 
-def prepare(
-    judge: OmniGuard,
+def make_check(
     stage: Stage,
     content: Any,
     build: Callable[[], Conversation],
@@ -79,8 +78,7 @@ def prepare(
     template: str | None = None,
 ) -> Check:
     """The check for ``content``. A violation ``template`` that shows ``{critique}`` asks the
-    judge to explain unsafe verdicts. (``judge`` is kept for callers; the judge that runs the
-    check is the one :func:`run_checks` is given.)"""
+    judge to explain unsafe verdicts."""
     item: dict[str, Any] = {"conversation": build, "direction": direction}
     if policy is not None:
         item["policy"] = policy

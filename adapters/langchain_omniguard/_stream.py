@@ -24,7 +24,7 @@ from omniguard_plugins.errors import ContentError
 from omniguard_plugins.streaming import StreamRail, StreamSettings, Window
 
 from ._convert import has_content, parts_from_blocks, to_conversation
-from ._judging import Check, arecord, arun_checks, format_violation, prepare, record, violation
+from ._judging import Check, arecord, arun_checks, format_violation, make_check, record, violation
 from ._shapes import refusal_like
 
 __all__ = ["GuardRun", "OutputRail", "RailSettings", "accumulate", "has_output", "message_parts", "read_chunk"]
@@ -142,7 +142,7 @@ class OutputRail:
         return read_chunk(chunk) if self.streaming else (None, ())
 
     def check(self, content: Any, build: Callable[[], Conversation]) -> Check:
-        return prepare(self.judge, "output", content, build, direction="output", policy=self.policy, mode=self.mode,
+        return make_check("output", content, build, direction="output", policy=self.policy, mode=self.mode,
                        template=self.template)
 
     def whole_check(self, output: Any) -> Check:
@@ -227,7 +227,7 @@ class GuardRun:
             except ContentError:
                 pass
             return None
-        return prepare(self.s.judge, "input", self.value, self._input_conversation, direction="input",
+        return make_check("input", self.value, self._input_conversation, direction="input",
                        policy=self.s.policy, mode=self.s.mode, template=self.s.template)
 
     def input_refusal(self, check: Check, verdict: Verdict) -> list[Any] | None:

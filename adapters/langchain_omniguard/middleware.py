@@ -37,7 +37,7 @@ from ._judging import (
     ajudge_and_record,
     format_violation,
     judge_and_record,
-    prepare,
+    make_check,
     resolve_judge,
     violation,
 )
@@ -144,7 +144,7 @@ class OmniGuardMiddleware(AgentMiddleware[AgentState[Any], Any]):
 
     def _plan(self, stage: Stage, content: Any, indices: tuple[int, ...], conversation: Any) -> _Planned:
         direction = "output" if stage == "output" else "input"
-        check = prepare(self.omniguard, stage, content, conversation, direction=direction,
+        check = make_check(stage, content, conversation, direction=direction,
                         policy=self.policy, mode=self.mode, template=self._template)
         return _Planned(check, indices)
 

@@ -19,7 +19,7 @@ from ._judging import (
     ajudge_and_record,
     format_violation,
     judge_and_record,
-    prepare,
+    make_check,
     resolve_judge,
     violation,
 )
@@ -67,7 +67,7 @@ class OmniGuardRunnable(RunnableSerializable[Any, Any]):
     def _checks(self, inputs: list[Any]) -> list[Check]:
         role = "user" if self.direction == "input" else "assistant"
         return [
-            prepare(self.omniguard, self.direction, value, lambda v=value: to_conversation(v, role=role),
+            make_check(self.direction, value, lambda v=value: to_conversation(v, role=role),
                     direction=self.direction, policy=self.policy, mode=self.mode,
                     template=self.violation_message if self.exit_behavior != "error" else None)
             for value in inputs
