@@ -22,6 +22,8 @@ from .errors import (
     MediaTooLarge,
     ModelLoadError,
     OmniGuardError,
+    OverloadedError,
+    TextTooLarge,
     UnsupportedMedia,
 )
 from .judge import OmniGuard
@@ -50,9 +52,11 @@ __all__ = [
     "ModelLoadError",
     "OmniGuard",
     "OmniGuardError",
+    "OverloadedError",
     "Part",
     "Policy",
     "Text",
+    "TextTooLarge",
     "Turn",
     "UnsupportedMedia",
     "Verdict",

@@ -9,15 +9,37 @@ import omniguard_plugins
 EXPECTED = [
     "DEFAULT_CATEGORIES", "DEFAULT_MODEL", "Audio", "BackendError", "Category", "ConfigError", "ContentError",
     "Conversation", "CorruptMedia", "GuardViolation", "Image", "JudgeConfig", "JudgeTimeout", "MediaError",
-    "MediaFetchRefused", "MediaLimits", "MediaTooLarge", "ModelLoadError", "OmniGuard", "OmniGuardError", "Part",
-    "Policy", "Text", "Turn", "UnsupportedMedia", "Verdict", "Video", "__version__",
+    "MediaFetchRefused", "MediaLimits", "MediaTooLarge", "ModelLoadError", "OmniGuard", "OmniGuardError",
+    "OverloadedError", "Part", "Policy", "Text", "TextTooLarge", "Turn", "UnsupportedMedia", "Verdict", "Video",
+    "__version__",
 ]
+
+#: the core modules adapters build on are public too: their names are pinned the same way
+MODULES = {
+    "omniguard_plugins.streaming": ["Judge", "Read", "StreamRail", "StreamSettings", "Window", "amoderate", "moderate",
+                                    "output_judge", "read_text"],
+    "omniguard_plugins.rails": ["DEFAULT_REFUSAL", "STAGES", "Stage", "refusal_text"],
+    "omniguard_plugins.content": ["Audio", "Conversation", "Image", "MediaPart", "Origin", "Part", "Role", "Text",
+                                  "Turn", "Video"],
+    "omniguard_plugins.openai_messages": ["conversation_from_openai", "parts_from_openai"],
+    "omniguard_plugins.backends.base": ["Backend", "BaseBackend", "GenerationRequest", "GenerationResult"],
+    "omniguard_plugins.testing": None,  # checked below: every name importable
+}
 
 
 def test_all_is_pinned() -> None:
     assert omniguard_plugins.__all__ == EXPECTED
     for name in EXPECTED:
         assert hasattr(omniguard_plugins, name)
+
+
+def test_module_apis_are_pinned() -> None:
+    for name, expected in MODULES.items():
+        module = importlib.import_module(name)
+        if expected is not None:
+            assert sorted(module.__all__) == sorted(expected), name
+        for public in module.__all__:
+            assert hasattr(module, public), (name, public)
 
 
 def test_py_typed_is_shipped() -> None:
