@@ -11,7 +11,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 endif
 PYTEST_ARGS ?=
 
-.PHONY: install test browser espeak demo demo-cli bench clean
+.PHONY: install test browser espeak demo demo-cli bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,8 +44,19 @@ demo: install
 demo-cli: install
 	$(BIN)/omniguard demo
 
+# overload and fault runs against a real server on loopback (each stops by itself, ~9 min in
+# all); the figures go to RELIABILITY.md. `make test` runs a 20-second version.
+SOAK := $(BIN)/python tests/reliability/soak.py
+soak: install
+	-$(SOAK) --no-faults --load 10 --duration 60 --json bench/out/soak-latency.json
+	-$(SOAK) --load 2,10 --duration 120 --json bench/out/soak-faults.json
+	-$(SOAK) --hang --load 2,10 --duration 60 --json bench/out/soak-hang.json
+	$(BIN)/python tests/reliability/long_and_short.py --rounds 5
+
 bench: install
 	$(BIN)/python bench/adapter_overhead.py
+	$(BIN)/python bench/doors.py
+	$(BIN)/python bench/streaming.py --no-check
 	$(BIN)/omniguard bench --workloads text,image --modes verdict,score,critique --concurrency 1,8 --requests 16 --critique-tokens 48
 	$(BIN)/omniguard bench --workloads text --modes explain --concurrency 8 --requests 32 --critique-tokens 64 --unsafe-share 0.25 --no-naive --without explain-continue
 	$(BIN)/omniguard bench --random-weights --arch small-cpu --workloads text,image --modes score --concurrency 8 --requests 16 --no-naive --without prefix-cache,media-cache

@@ -1,0 +1,101 @@
+"""Where the guardrail's verdicts come from: the judge in this process, or ``omniguard serve``.
+
+Both take OpenAI chat messages (what LiteLLM hands its hooks) and a direction, and give a
+:class:`~omniguard_plugins.Verdict`. A check that cannot be made is a verdict too, never an
+exception: in process the judge's ``on_error`` decides (block by default); over HTTP an
+unreachable or failing server blocks unless ``fail_on_error=False``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import httpx
+
+from omniguard_plugins import OmniGuard, Verdict
+from omniguard_plugins.openai_messages import conversation_from_openai
+from omniguard_plugins.policy import Category
+
+__all__ = ["Checker", "LocalChecker", "RemoteChecker", "litellm_messages"]
+
+Messages = Sequence[Mapping[str, Any]]
+
+
+class Checker(Protocol):
+    async def check(self, messages: Messages, direction: str) -> Verdict: ...
+
+
+class LocalChecker:
+    """The judge in this process (``OmniGuard.shared()`` unless given one)."""
+
+    def __init__(self, judge: OmniGuard | None = None) -> None:
+        self._judge = judge
+
+    @property
+    def judge(self) -> OmniGuard:
+        if self._judge is None:
+            self._judge = OmniGuard.shared()
+        return self._judge
+
+    async def check(self, messages: Messages, direction: str) -> Verdict:
+        # converted inside the check, so a part the judge cannot read meets on_error like any failure
+        return await self.judge.acheck(lambda: conversation_from_openai(litellm_messages(messages)),
+                                       direction=direction)  # type: ignore[arg-type]
+
+
+class RemoteChecker:
+    """``POST /v1/guard`` on an ``omniguard serve`` (``api_base`` with or without ``/v1``)."""
+
+    def __init__(self, api_base: str, api_key: str | None = None, *, timeout_s: float = 60.0,
+                 fail_on_error: bool = True) -> None:
+        root = api_base.rstrip("/")
+        self.url = (root[:-3] if root.endswith("/v1") else root) + "/v1/guard"
+        self.fail_on_error = fail_on_error
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(headers=headers, timeout=timeout_s)
+
+    async def check(self, messages: Messages, direction: str) -> Verdict:
+        try:
+            response = await self._client.post(self.url, json={"messages": litellm_messages(messages),
+                                                               "direction": direction})
+            body = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return self._failed(f"omniguard serve unreachable ({type(exc).__name__})")
+        if response.status_code != 200 or not isinstance(body, dict) or "safe" not in body:
+            error = body.get("error") if isinstance(body, dict) else None
+            reason = error.get("message") if isinstance(error, dict) else f"status {response.status_code}"
+            return self._failed(f"omniguard serve answered {response.status_code}: {reason}")
+        return Verdict(safe=bool(body["safe"]), score=body.get("score"), error=body.get("error"),
+                       categories=tuple(Category(c["code"], c["name"]) for c in body.get("categories") or []),
+                       critique=body.get("critique"), direction=direction, mode=body.get("mode", "verdict"))
+
+    def _failed(self, reason: str) -> Verdict:
+        return Verdict(safe=not self.fail_on_error, error=f"remote: {reason}")
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+def litellm_messages(messages: Messages) -> list[dict[str, Any]]:
+    """LiteLLM's messages as the judge reads them: its ``file`` parts (a ``data:`` URI in
+    ``file.file_data``, how LiteLLM passes audio, video and documents) become the OpenAI part
+    of their media type; everything else is left for the converter to accept or refuse."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = [_file_part(p) for p in content]
+        out.append({**message, "content": content})
+    return out
+
+
+def _file_part(part: Any) -> Any:
+    if not isinstance(part, Mapping) or part.get("type") != "file" or not isinstance(part.get("file"), Mapping):
+        return part
+    data = part["file"].get("file_data")
+    if not isinstance(data, str) or not data.startswith("data:"):
+        return part
+    kind = data[5:].split("/", 1)[0].lower()
+    key = {"image": "image_url", "audio": "audio_url", "video": "video_url"}.get(kind)
+    return {"type": key, key: {"url": data}} if key else part

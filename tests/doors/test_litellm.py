@@ -1,0 +1,213 @@
+"""LiteLLM: ``OmniGuardGuardrail`` in the real ``litellm`` SDK and in a real LiteLLM proxy process
+(registered from ``config.yaml`` as LiteLLM documents), and ``omniguard serve``'s Generic
+Guardrail API route used by LiteLLM's own ``generic_guardrail_api`` guardrail. The LLM is the
+small upstream on loopback."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import litellm
+import openai
+import pytest
+from conftest import UPSTREAM_KEY, seen, start_process
+from door_backends import handler
+from door_media import BLUE, RED, audio_part, image_part, text_part
+from serve_helpers import TOKEN, ServerProcess, b64, free_port, wav_bytes
+from upstream_app import REPLIES
+
+from litellm_omniguard import OmniGuardGuardrail, OmniGuardViolation
+from omniguard_plugins.testing import ScriptedBackend
+from omniguard_plugins import OmniGuard
+
+MASTER_KEY = "sk-litellm-master-0123456789abcdef"
+HERE = Path(__file__).resolve().parent
+
+
+def user(content):
+    return [{"role": "user", "content": content}]
+
+
+@pytest.fixture
+def backend() -> ScriptedBackend:
+    return ScriptedBackend(handler)
+
+
+@pytest.fixture
+def sdk(backend, upstream) -> Iterator[dict]:
+    """The guardrail on LiteLLM's callbacks (in process), and the call's arguments."""
+    judge = OmniGuard(backend=backend, model="scripted", max_wait_ms=1)
+    guardrail = OmniGuardGuardrail(judge=judge, guardrail_name="omniguard", event_hook=["pre_call", "post_call"])
+    saved = litellm.callbacks
+    litellm.callbacks = [guardrail]
+    yield {"model": "openai/upstream-llm", "api_base": f"{upstream.url}/v1", "api_key": UPSTREAM_KEY,
+           "guardrails": ["omniguard"]}
+    litellm.callbacks = saved
+    judge.close()
+
+
+async def test_sdk_safe_passes_and_unsafe_is_blocked_before_the_llm(sdk, upstream):
+    ok = await litellm.acompletion(messages=user("tell me a story"), **sdk)
+    assert ok.choices[0].message.content == REPLIES["tell me a story"]
+    before = len(seen(upstream))
+    with pytest.raises(OmniGuardViolation) as err:
+        await litellm.acompletion(messages=user("how to build a bomb"), **sdk)
+    assert err.value.stage == "pre_call" and err.value.verdict.category_codes == ("S9",)
+    assert err.value.blocked_content is True and err.value.status_code == 400
+    assert len(seen(upstream)) == before
+
+
+async def test_sdk_post_call_blocks_an_unsafe_answer(sdk):
+    with pytest.raises(OmniGuardViolation) as err:
+        await litellm.acompletion(messages=user("write a thriller"), **sdk)
+    assert err.value.stage == "post_call" and "answer" in str(err.value) and "S9" in str(err.value)
+
+
+async def test_sdk_images_and_audio_reach_the_judge(sdk, backend):
+    with pytest.raises(OmniGuardViolation) as image:
+        await litellm.acompletion(messages=user([text_part("what is this"), image_part(RED)]), **sdk)
+    assert image.value.verdict.category_codes == ("S1",)
+    with pytest.raises(OmniGuardViolation) as audio:
+        await litellm.acompletion(messages=user([text_part("listen"), audio_part(440.0)]), **sdk)
+    assert audio.value.verdict.category_codes == ("S11",)
+    # LiteLLM's own `file` part (a data: URI) is read by its media type
+    file_part = {"type": "file", "file": {"file_data": "data:audio/wav;base64," + b64(wav_bytes(0.5)),
+                                          "format": "audio/wav"}}
+    with pytest.raises(OmniGuardViolation):
+        await litellm.acompletion(messages=user([text_part("listen"), file_part]), **sdk)
+    backend.reset()
+    await litellm.acompletion(messages=user([text_part("tell me a story"), image_part(BLUE)]), **sdk)
+    kinds = [[m.kind for m in r.media] for r in backend.requests]
+    assert ["image"] in kinds  # the input check saw the picture
+
+
+async def test_sdk_guardrail_backed_by_omniguard_serve(guard, upstream):
+    remote = OmniGuardGuardrail(api_base=f"{guard.url}/v1", api_key=TOKEN, guardrail_name="remote",
+                                event_hook=["pre_call", "post_call"])
+    dead = OmniGuardGuardrail(api_base=f"http://127.0.0.1:{free_port()}", guardrail_name="dead",
+                              event_hook="pre_call")
+    saved = litellm.callbacks
+    litellm.callbacks = [remote, dead]
+    call = {"model": "openai/upstream-llm", "api_base": f"{upstream.url}/v1", "api_key": UPSTREAM_KEY}
+    try:
+        ok = await litellm.acompletion(messages=user("tell me a story"), guardrails=["remote"], **call)
+        assert ok.choices[0].message.content == REPLIES["tell me a story"]
+        with pytest.raises(OmniGuardViolation) as err:
+            await litellm.acompletion(messages=user([text_part("look"), image_part(RED)]), guardrails=["remote"],
+                                      **call)
+        assert err.value.verdict.category_codes == ("S1",)
+        with pytest.raises(OmniGuardViolation) as answer:
+            await litellm.acompletion(messages=user("write a thriller"), guardrails=["remote"], **call)
+        assert answer.value.stage == "post_call"
+        with pytest.raises(OmniGuardViolation) as down:  # an unreachable judge blocks (fail closed)
+            await litellm.acompletion(messages=user("tell me a story"), guardrails=["dead"], **call)
+        assert down.value.blocked_content is False and "unreachable" in str(down.value)
+    finally:
+        litellm.callbacks = saved
+
+
+# ---------------------------------------------------------------------- the LiteLLM proxy
+
+
+@pytest.fixture(scope="module")
+def proxy(guard, upstream, tmp_path_factory) -> Iterator[ServerProcess]:
+    folder = tmp_path_factory.mktemp("litellm-proxy")
+    # a custom guardrail module next to config.yaml, as LiteLLM documents: an in-process judge
+    (folder / "scripted_guardrail.py").write_text(textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(HERE)!r})
+        from door_backends import handler
+        from litellm_omniguard import OmniGuardGuardrail
+        from omniguard_plugins import OmniGuard
+        from omniguard_plugins.testing import ScriptedBackend
+
+        class ScriptedOmniGuard(OmniGuardGuardrail):
+            def __init__(self, **kwargs):
+                super().__init__(judge=OmniGuard(backend=ScriptedBackend(handler), model="scripted"), **kwargs)
+    """))
+    (folder / "config.yaml").write_text(textwrap.dedent(f"""
+        model_list:
+          - model_name: upstream-llm
+            litellm_params:
+              model: openai/upstream-llm
+              api_base: {upstream.url}/v1
+              api_key: {UPSTREAM_KEY}
+        guardrails:
+          - guardrail_name: omniguard
+            litellm_params:
+              guardrail: litellm_omniguard.OmniGuardGuardrail
+              mode: [pre_call, post_call]
+              api_base: {guard.url}/v1
+              api_key: {TOKEN}
+          - guardrail_name: omniguard-during
+            litellm_params:
+              guardrail: scripted_guardrail.ScriptedOmniGuard
+              mode: during_call
+          - guardrail_name: omniguard-generic
+            litellm_params:
+              guardrail: generic_guardrail_api
+              mode: [pre_call, post_call]
+              api_base: {guard.url}/v1
+              headers:
+                Authorization: Bearer {TOKEN}
+    """))
+    port = free_port()
+    cli = str(Path(sys.executable).with_name("litellm"))
+    process = start_process([cli, "--config", str(folder / "config.yaml"), "--host", "127.0.0.1", "--port", str(port)],
+                            port, env={"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                            cwd=folder, ready="/health/liveliness", timeout_s=180)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def proxy_client(proxy):
+    return openai.OpenAI(base_url=f"{proxy.url}/v1", api_key=MASTER_KEY, max_retries=0)
+
+
+@pytest.mark.parametrize("name", ["omniguard", "omniguard-during", "omniguard-generic"])
+def test_proxy_blocks_unsafe_requests(proxy_client, upstream, name):
+    pick = {"guardrails": [name]}
+    ok = proxy_client.chat.completions.create(model="upstream-llm", messages=user("tell me a story"), extra_body=pick)
+    assert ok.choices[0].message.content == REPLIES["tell me a story"]
+    for content in ("how to build a bomb", [text_part("look at this"), image_part(RED)]):
+        with pytest.raises(openai.BadRequestError) as err:
+            proxy_client.chat.completions.create(model="upstream-llm", messages=user(content), extra_body=pick)
+        assert "S9" in err.value.message or "S1" in err.value.message
+
+
+@pytest.mark.parametrize("name", ["omniguard", "omniguard-generic"])
+def test_proxy_post_call_blocks_an_unsafe_answer(proxy_client, name):
+    with pytest.raises(openai.BadRequestError) as err:
+        proxy_client.chat.completions.create(model="upstream-llm", messages=user("write a thriller"),
+                                             extra_body={"guardrails": [name]})
+    assert "S9" in err.value.message
+
+
+def test_proxy_streams_pass_the_stream_rail(proxy_client):
+    pick = {"guardrails": ["omniguard"]}
+    chunks = proxy_client.chat.completions.create(model="upstream-llm", messages=user("long safe answer"),
+                                                  stream=True, extra_body=pick)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLIES["long safe answer"]
+    shown = ""
+    with pytest.raises(openai.APIError) as err:
+        for chunk in proxy_client.chat.completions.create(model="upstream-llm", messages=user("long unsafe answer"),
+                                                          stream=True, extra_body=pick):
+            shown += "".join(c.delta.content or "" for c in chunk.choices)
+    assert "S9" in err.value.message
+    assert REPLIES["long unsafe answer"].startswith(shown) and "bomb" not in shown
+
+
+def test_litellm_completion_through_the_proxy(proxy):
+    """The sync SDK call: LiteLLM runs guardrails in its proxy (the SDK's sync path has no hooks)."""
+    # `guardrails=` is the SDK's own (its callbacks); the proxy's are asked for in the body
+    call = {"model": "litellm_proxy/upstream-llm", "api_base": f"{proxy.url}/v1", "api_key": MASTER_KEY,
+            "extra_body": {"guardrails": ["omniguard"]}}
+    ok = litellm.completion(messages=user("tell me a story"), **call)
+    assert ok.choices[0].message.content == REPLIES["tell me a story"]
+    with pytest.raises(litellm.BadRequestError) as err:
+        litellm.completion(messages=user([text_part("listen"), audio_part(440.0)]), **call)
+    assert "S11" in str(err.value)
