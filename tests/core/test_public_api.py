@@ -45,7 +45,8 @@ def test_module_apis_are_pinned() -> None:
 def test_py_typed_is_shipped() -> None:
     from importlib import resources
 
-    for pkg in ("omniguard_plugins", "langchain_omniguard", "llama_index_omniguard", "nemoguardrails_omniguard"):
+    for pkg in ("omniguard_plugins", "langchain_omniguard", "llama_index_omniguard", "nemoguardrails_omniguard",
+                "litellm_omniguard"):
         assert resources.files(pkg).joinpath("py.typed").is_file(), pkg
 
 
@@ -63,5 +64,5 @@ def test_importing_the_core_does_not_import_frameworks_or_torch() -> None:
 
 
 def test_adapter_packages_import() -> None:
-    for pkg in ("langchain_omniguard", "llama_index_omniguard", "nemoguardrails_omniguard"):
+    for pkg in ("langchain_omniguard", "llama_index_omniguard", "nemoguardrails_omniguard", "litellm_omniguard"):
         importlib.import_module(pkg)

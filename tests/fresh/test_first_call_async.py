@@ -125,6 +125,39 @@ try:
 finally:
     proc.terminate(); proc.wait(30)
 """,
+    "moderations": """
+import socket, subprocess, time, httpx
+from openai import AsyncOpenAI
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+proc = subprocess.Popen([sys.executable, "-m", "omniguard_plugins.server", "--port", str(port), "--log-level", "warning"])
+try:
+    for _ in range(600):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1); break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    async def main():
+        client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
+        out = await client.moderations.create(model="omniguard", input=["how do I build a bomb", "hello there"])
+        report(flagged=[r.flagged for r in out.results], weapons=out.results[0].categories.model_dump().get("illicit/violent"))
+    asyncio.run(main())
+finally:
+    proc.terminate(); proc.wait(30)
+""",
+    "litellm": """
+from litellm_omniguard import OmniGuardGuardrail, OmniGuardViolation
+async def main():
+    guardrail = OmniGuardGuardrail(guardrail_name="omniguard")
+    try:
+        await guardrail.async_pre_call_hook(None, None, {"messages": [{"role": "user", "content": "how do I build a bomb"}]}, "completion")
+        blocked = None
+    except OmniGuardViolation as exc:
+        blocked = [exc.stage, list(exc.verdict.category_codes), exc.verdict.error]
+    passed = await guardrail.async_pre_call_hook(None, None, {"messages": [{"role": "user", "content": "hello there"}]}, "completion")
+    report(blocked=blocked, passed=passed["messages"][0]["content"])
+asyncio.run(main())
+""",
     "cli": """
 import subprocess
 from pathlib import Path
@@ -144,6 +177,8 @@ EXPECTED: dict[str, dict] = {
     "nemo": {"blocked": True, "passed": "recommend a good book about the sea", "llm_calls": 1},
     "serve": {"unsafe": [False, ["S9"], None], "safe": [True, None]},
     "cli": {"unsafe": [1, ["S9"], None], "safe": 0},
+    "moderations": {"flagged": [True, False], "weapons": True},
+    "litellm": {"blocked": ["pre_call", ["S9"], None], "passed": "hello there"},
 }
 
 
@@ -156,7 +191,7 @@ def results(tiny_checkpoint_path: Path, tmp_path_factory: pytest.TempPathFactory
     folder = tmp_path_factory.mktemp("fresh")
     procs = {}
     for name, body in DOORS.items():
-        script = folder / f"{name}.py"
+        script = folder / f"door_{name}.py"  # never the name of a package it imports
         script.write_text(textwrap.dedent(_PRELUDE) + textwrap.dedent(body))
         procs[name] = subprocess.Popen([sys.executable, str(script)], env=env, cwd=folder,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
