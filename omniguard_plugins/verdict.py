@@ -1,9 +1,9 @@
 """The Verdict and a lenient parser of what the checkpoints write.
 
-The models answer ``- Safety Assessment: <safe|unsafe>`` / ``- Categories: ...`` /
-``- Assessment: <critique>``, but case, bullets, spelling of "none" and missing fields vary.
-The parser accepts all of that and also Llama-Guard-style ``safe`` / ``unsafe\\nS1,S9``. What it
-cannot read is never safe: it becomes ``safe=False, error="unparseable"``.
+The answer's fields and their lenient spellings live in :mod:`.answer_format`; case, bullets,
+spelling of "none" and missing fields vary between outputs. The parser accepts all of that and
+also Llama-Guard-style ``safe`` / ``unsafe\\nS1,S9``. What it cannot read is never safe: it
+becomes ``safe=False, error="unparseable"``.
 """
 
 from __future__ import annotations
@@ -13,20 +13,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from .answer_format import CATEGORIES_RE, CRITIQUE_RE, LABEL_PREFIX, LABEL_RE, SHORT_LABEL_RE, truncate_to_verdict
 from .policy import Category, Policy, categories_from
 
-__all__ = ["Mode", "Verdict", "parse_output", "truncate_to_verdict"]
+__all__ = ["LABEL_PREFIX", "Mode", "Verdict", "parse_output", "truncate_to_verdict"]
 
 Mode = Literal["verdict", "critique", "score"]
 
-#: what the judge forces the model's answer to start with
-LABEL_PREFIX = "- Safety Assessment:"
-
-_FIELD = r"^[\s\-\*•>#]*(?:\*\*)?\s*{name}\s*(?:\*\*)?\s*[:：]\s*(?:\*\*)?"
-_LABEL_RE = re.compile(_FIELD.format(name=r"(?:safety\s+)?(?:assessment|rating|label|safety)") + r"\s*([A-Za-z]+)", re.I | re.M)
-_CATS_RE = re.compile(_FIELD.format(name=r"(?:violated\s+)?categor(?:y|ies)") + r"(.*)$", re.I | re.M)
-_CRIT_RE = re.compile(_FIELD.format(name=r"(?:assessment|critique|rationale|explanation|reason)") + r"(.*)", re.I | re.M | re.S)
-_BARE_LABEL_RE = re.compile(r"^\s*(safe|unsafe)\s*$", re.I | re.M)
 _NONE_WORDS = {"", "none", "n/a", "na", "null", "nil", "no", "-", "no category", "no categories", "[]", "safe"}
 
 
@@ -89,14 +82,6 @@ class Verdict:
         return head
 
 
-def truncate_to_verdict(text: str) -> str:
-    """Cut a full output after its Categories line (what ``verdict`` mode generates)."""
-    m = _CATS_RE.search(text)
-    if m:
-        return text[: m.end()].rstrip()
-    return text
-
-
 def parse_output(raw: str, policy: Policy, *, score: float | None = None) -> Verdict:
     """Parse raw model output into a Verdict. Never raises; never calls garbage safe."""
     if not isinstance(raw, str):
@@ -106,10 +91,10 @@ def parse_output(raw: str, policy: Policy, *, score: float | None = None) -> Ver
         return Verdict(safe=False, raw=raw, error="unparseable", score=score)
 
     cats_text: str | None = None
-    m = _CATS_RE.search(raw)
+    m = CATEGORIES_RE.search(raw)
     if m:
         cats_text = m.group(1)
-    elif (bare := _BARE_LABEL_RE.search(raw)) is not None:
+    elif (bare := SHORT_LABEL_RE.search(raw)) is not None:
         # Llama Guard style: the line after the label lists the codes
         rest = raw[bare.end():].strip().splitlines()
         cats_text = rest[0] if rest else ""
@@ -119,7 +104,7 @@ def parse_output(raw: str, policy: Policy, *, score: float | None = None) -> Ver
         categories = categories_from(policy, re.split(r"[,;/|]|\band\b", cats_text))
 
     critique = None
-    c = _CRIT_RE.search(raw)
+    c = CRITIQUE_RE.search(raw)
     if c and (label_line_end := _label_span_end(raw)) is not None and c.start() >= label_line_end:
         critique = c.group(1).strip() or None
 
@@ -127,18 +112,18 @@ def parse_output(raw: str, policy: Policy, *, score: float | None = None) -> Ver
 
 
 def _find_label(raw: str) -> str | None:
-    m = _LABEL_RE.search(raw)
+    m = LABEL_RE.search(raw)
     if m:
         word = m.group(1).lower()
         if word in ("safe", "unsafe"):
             return word
         return None
-    bare = _BARE_LABEL_RE.search(raw)
+    bare = SHORT_LABEL_RE.search(raw)
     if bare:
         return bare.group(1).lower()
     return None
 
 
 def _label_span_end(raw: str) -> int | None:
-    m = _LABEL_RE.search(raw) or _BARE_LABEL_RE.search(raw)
+    m = LABEL_RE.search(raw) or SHORT_LABEL_RE.search(raw)
     return m.end() if m else None

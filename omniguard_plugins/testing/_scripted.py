@@ -7,20 +7,21 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ..backends.base import GenerationRequest, GenerationResult
+from ..answer_format import truncate_to_verdict, write_answer
+from ..backends.base import BaseBackend, GenerationRequest, GenerationResult
 from ..media import DecodedMedia
-from ..verdict import parse_output, truncate_to_verdict
 from ..policy import Policy
+from ..verdict import parse_output
 
 __all__ = ["ScriptedBackend", "is_mostly_red", "keyword_handler", "scripted_judge"]
 
 Handler = Callable[[str, list[DecodedMedia]], str]
 
 
-class ScriptedBackend:
+class ScriptedBackend(BaseBackend):
     """A backend whose raw output for each request is ``handler(prompt, media)``.
 
-    The handler writes what the model would write (``- Safety Assessment: unsafe`` ...).
+    The handler writes what the model would write (:func:`~omniguard_plugins.answer_format.write_answer`).
     In ``verdict`` mode the output is cut after the Categories line, as the model's would be;
     in ``score`` mode the score is 1.0 for an unsafe label and 0.0 for a safe one.
     ``calls`` counts backend calls (batches) and ``requests`` every request seen, so tests can
@@ -66,13 +67,11 @@ class ScriptedBackend:
             text = truncate_to_verdict(text)
         return GenerationResult(text=text, score=score, new_tokens=len(text.split()))
 
-    def close(self) -> None:
-        pass
-
 
 def is_mostly_red(item: DecodedMedia) -> bool:
-    """Whether a decoded image (or any video frame) is mostly red: the stand-in for an unsafe
-    picture in tests, the same rule the tiny checkpoint learned for images judged alone."""
+    """Whether a decoded image (or any video frame) is mostly red: its mean colour has R > 150,
+    G < 100 and B < 100. The stand-in for an unsafe picture in tests; the tiny checkpoint was
+    trained on the same rule for images judged alone, and agrees with it away from its edge."""
     import numpy as np
 
     if item.kind == "image":
@@ -102,12 +101,12 @@ def keyword_handler(
 
     def handler(prompt: str, media: list[DecodedMedia]) -> str:
         if red_images and any(is_mostly_red(m) for m in media):
-            return f"- Safety Assessment: unsafe\n- Categories: S1\n- Assessment: {image_critique}"
+            return write_answer(safe=False, categories=["S1"], critique=image_critique)
         convo = prompt.split("<BEGIN CONVERSATION>", 1)[-1].split("<END CONVERSATION>", 1)[0].lower()
         hits = sorted({code for word, code in table.items() if word.lower() in convo}, key=lambda c: int(c[1:]))
         if hits:
-            return f"- Safety Assessment: unsafe\n- Categories: {', '.join(hits)}\n- Assessment: {critique}"
-        return "- Safety Assessment: safe\n- Categories: None\n- Assessment: The content is safe."
+            return write_answer(safe=False, categories=hits, critique=critique)
+        return write_answer(safe=True, critique="The content is safe.")
 
     return handler
 
