@@ -167,6 +167,13 @@ class TransformersBackend(BaseBackend):
         except Exception:  # noqa: BLE001
             pass
 
+    @property
+    def context_tokens(self) -> int | None:
+        """The thinker's context length (prompt and answer together), from its config."""
+        config = self._loaded.thinker.model.config
+        text = getattr(config, "text_config", None) or config
+        return getattr(text, "max_position_embeddings", None)
+
     # ------------------------------------------------------------------ the seam
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
@@ -174,12 +181,13 @@ class TransformersBackend(BaseBackend):
         caller's thread, so the batch worker only collates and the model is not kept waiting."""
         if not self.prepares_in_caller or request.prepared is not None:
             return request
-        return replace(request, prepared=encode_one(self.processor, request))
+        return replace(request, prepared=encode_one(self.processor, request, context_tokens=self.context_tokens))
 
     def encode(self, requests: Sequence[GenerationRequest]) -> dict[str, Any]:
         """The model inputs for these requests, left-padded into one batch (public so tests can
         assert on it). Requests already prepared are only collated."""
-        rows = [r.prepared if r.prepared is not None else encode_one(self.processor, r) for r in requests]
+        rows = [r.prepared if r.prepared is not None else encode_one(self.processor, r, context_tokens=self.context_tokens)
+                for r in requests]
         return collate(rows, self.tokenizer.pad_token_id)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:

@@ -11,11 +11,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ...errors import BackendError
+from ...errors import BackendError, TextTooLarge
 from ...media import DecodedAudio, DecodedImage, DecodedVideo
 from ..base import GenerationRequest
 
 __all__ = ["chat_text", "collate", "encode_one"]
+
+#: tokens a verdict needs after its prompt (label and Categories lines)
+_VERDICT_ROOM = 16
 
 
 def chat_text(processor: Any, req: GenerationRequest) -> str:
@@ -26,8 +29,10 @@ def chat_text(processor: Any, req: GenerationRequest) -> str:
     return processor.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
 
 
-def encode_one(processor: Any, req: GenerationRequest) -> dict[str, Any]:
-    """The processor's output for one request (answer prefix included), unpadded."""
+def encode_one(processor: Any, req: GenerationRequest, *, context_tokens: int | None = None) -> dict[str, Any]:
+    """The processor's output for one request (answer prefix included), unpadded. A prompt that
+    leaves no room in the model's ``context_tokens`` for its answer is refused here, typed and
+    before any forward pass (the judge's character cap catches most such text earlier)."""
     images = [m.image for m in req.media if isinstance(m, DecodedImage)]
     audios = [m.samples for m in req.media if isinstance(m, DecodedAudio)]
     videos = [m.frames for m in req.media if isinstance(m, DecodedVideo)]
@@ -52,6 +57,12 @@ def encode_one(processor: Any, req: GenerationRequest) -> dict[str, Any]:
 
         step = processor.video_processor.temporal_patch_size
         row["video_second_per_grid"] = torch.tensor([step / f for f in fps], dtype=torch.float32)
+    if context_tokens:
+        answer = req.max_new_tokens if req.mode == "critique" or req.explain_unsafe else _VERDICT_ROOM
+        tokens = int(row["input_ids"].shape[1])
+        if tokens + answer > context_tokens:
+            raise TextTooLarge(f"the prompt is {tokens} tokens; with room for its answer that is over the model's "
+                               f"{context_tokens}-token context: send less text or media")
     return row
 
 
