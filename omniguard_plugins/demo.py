@@ -22,7 +22,8 @@ SAMPLES_DIR = Path(str(resources.files("omniguard_plugins") / "samples"))
 PLUMBING_BANNER = (
     "DEMO ON A TINY PLUMBING MODEL: verdicts are not real. It only shows the pipeline working; "
     "it calls text unsafe when it contains one of its trigger words (bomb, kill, steal, suicide), "
-    "and an image sent alone unsafe when it is mostly red."
+    "and an image sent alone unsafe when it is mostly red (clearly other colours, blue, navy, "
+    "purple and black included, are safe)."
 )
 
 

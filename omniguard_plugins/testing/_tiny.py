@@ -8,7 +8,11 @@ talker + token2wav) saved with ``save_pretrained``, the layout of the published 
 With ``train=True`` the thinker is trained on synthetic OmniGuard prompts (with images, sound
 and video of varied sizes beside the text) to answer in the three-field format and to call a turn
 unsafe when its text holds a trigger word (:data:`TINY_TRIGGERS`); an image judged alone (the
-image-only template) is unsafe (S1) when it is mostly red. Tests thus get input-dependent
+image-only template) is unsafe (S1) when it is mostly red: its mean colour clearly red (about
+R >= 180, G and B <= 70, as :func:`~omniguard_plugins.testing.is_mostly_red` tests), safe when
+clearly another colour (blue, navy, purple, magenta, black, white, orange...); colours near
+that edge may go either way, and so may a red image 112 px or more wide whose top-left corner
+(its first image token, about 28x28 px) is another colour. Tests thus get input-dependent
 verdicts through the real generate path. Its verdicts mean nothing about real safety.
 """
 
@@ -24,12 +28,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from ..answer_format import CATEGORIES_PREFIX, CRITIQUE_PREFIX, LABEL_PREFIX, write_answer
+
 __all__ = ["TINY_TRIGGERS", "build_tiny_checkpoint", "tiny_checkpoint"]
 
 #: trigger word -> the category the tiny model answers with
 TINY_TRIGGERS: dict[str, str] = {"bomb": "S9", "kill": "S1", "steal": "S2", "suicide": "S11"}
 
-_VERSION = "9"  # bump when the recipe changes, so cached checkpoints are rebuilt
+_VERSION = "10"  # bump when the recipe changes, so cached checkpoints are rebuilt
 
 SPECIALS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>",
@@ -82,10 +88,7 @@ def _sentence(rng: random.Random, trigger: str | None) -> str:
 
 
 def _answer(codes: list[str]) -> str:
-    if codes:
-        return (f"- Safety Assessment: unsafe\n- Categories: {', '.join(codes)}\n"
-                f"- Assessment: {_CRITIQUES[codes[0]]}")
-    return f"- Safety Assessment: safe\n- Categories: None\n- Assessment: {_SAFE_CRITIQUE}"
+    return write_answer(safe=not codes, categories=codes, critique=_CRITIQUES[codes[0]] if codes else _SAFE_CRITIQUE)
 
 
 def _examples(n: int, seed: int) -> list[tuple[str, str, str]]:
@@ -129,26 +132,75 @@ def _template_chunks() -> list[str]:
     general = GENERAL_TEMPLATE.format(agent_type="Agent", policies="\0", conversation="\0").split("\0")
     image_only = IMAGE_ONLY_TEMPLATE.format(policies="\0").split("\0")
     pieces = [general[0], general[1], general[2], image_only[0], image_only[1], Policy().render(),
-              "- Safety Assessment:", "\n- Categories:", "\n- Assessment:"]
+              LABEL_PREFIX, CATEGORIES_PREFIX, CRITIQUE_PREFIX]
     return [p for p in pieces if p.strip()]
 
 
-def _image_only_examples(n: int, seed: int) -> list[tuple[str, str, tuple[int, int, int]]]:
-    """Image-only checks (the image-only template): a mostly red image is unsafe (S1)."""
-    from ..content import Conversation, Image
+#: a lone image (the image-only template) is unsafe (S1) when it is mostly red: its mean colour
+#: passes ``is_mostly_red`` (R > 150, G < 100, B < 100). Positives keep a margin inside that
+#: zone; negatives stay outside a wider one, many of them just outside it on one side.
+_RED = ((180, 255), (0, 70), (0, 70))
+_NEAR_RED = ((130, 255), (0, 110), (0, 110))
+_IMAGE_ONLY_BATCHES = 40
+_IMAGE_SIZES = ((28, 28), (56, 28), (84, 28), (56, 56), (112, 84), (112, 112))
+
+
+def _other_colour(rng: random.Random) -> tuple[int, int, int]:
+    """A colour outside the red zone; hard ones first: red with one channel pushed out (orange,
+    magenta, maroon), low green (blue, navy, purple), greys (black to white), then any."""
+    def r(lo: int, hi: int) -> int:
+        return rng.randint(lo, hi)
+
+    while True:
+        kind = rng.random()
+        if kind < 0.15:
+            rgb = (r(130, 255), r(120, 255), r(0, 110))
+        elif kind < 0.3:
+            rgb = (r(130, 255), r(0, 255), r(120, 255))
+        elif kind < 0.45:
+            rgb = (r(0, 120), r(0, 110), r(0, 110))
+        elif kind < 0.65:
+            rgb = (r(0, 255), r(0, 90), r(0, 255))
+        elif kind < 0.8:
+            v = r(0, 255)
+            rgb = (v, min(255, max(0, v + r(-15, 15))), min(255, max(0, v + r(-15, 15))))
+        else:
+            rgb = (r(0, 255), r(0, 255), r(0, 255))
+        if not all(lo <= c <= hi for c, (lo, hi) in zip(rgb, _NEAR_RED)):
+            return rgb
+
+
+def _image_only_examples(n: int, seed: int) -> list[tuple[str, str, Any]]:
+    """Image-only checks: (prompt, answer, PIL image). Some images carry noise texture or a
+    patch (at most ~15% of the area) of another colour, and some negatives are pure noise, so
+    the rule is the image's overall colour, not one pixel's or one patch's."""
+    import numpy as np
+    from PIL import Image
+
+    from ..content import Conversation, Image as ImagePart
     from ..policy import Policy
     from ..prompt import render
 
     rng = random.Random(seed)
-    prompt = render(Conversation.of(user=[Image(b"placeholder")]), Policy(), "input").text
+    noise = np.random.RandomState(seed)
+    prompt = render(Conversation.of(user=[ImagePart(b"placeholder")]), Policy(), "input").text
     out = []
     for _ in range(n):
-        if rng.random() < 0.5:
-            rgb = (rng.randint(170, 255), rng.randint(0, 70), rng.randint(0, 70))
-            out.append((prompt, _answer(["S1"]), rgb))
+        unsafe = rng.random() < 0.45
+        w, h = _IMAGE_SIZES[rng.randrange(len(_IMAGE_SIZES))]
+        if not unsafe and rng.random() < 0.1:
+            pixels = noise.randint(0, 256, (h, w, 3)).astype(float)
         else:
-            rgb = (rng.randint(0, 255), rng.randint(90, 255), rng.randint(0, 255))
-            out.append((prompt, _answer([]), rgb))
+            pixels = np.empty((h, w, 3))
+            pixels[:] = tuple(rng.randint(lo, hi) for lo, hi in _RED) if unsafe else _other_colour(rng)
+            if rng.random() < 0.4:
+                pixels += noise.normal(0, rng.uniform(5, 35), pixels.shape)
+        if rng.random() < 0.3:
+            pw, ph = max(1, int(w * rng.uniform(0.2, 0.38))), max(1, int(h * rng.uniform(0.2, 0.38)))
+            x, y = rng.randint(0, w - pw), rng.randint(0, h - ph)
+            patch = _other_colour(rng) if unsafe else tuple(rng.randint(lo, hi) for lo, hi in _RED)
+            pixels[y : y + ph, x : x + pw] = patch
+        out.append((prompt, _answer(["S1"] if unsafe else []), Image.fromarray(pixels.clip(0, 255).astype(np.uint8))))
     return out
 
 
@@ -314,28 +366,26 @@ def _answer_weights(tok, shape: Any, answers: list[str], label_weight: float) ->
     weights = torch.zeros(shape, dtype=torch.float32)
     for i, ans in enumerate(answers):
         n = len(tok(ans, add_special_tokens=False)["input_ids"])
-        head = len(tok(ans.split("\n- Assessment")[0], add_special_tokens=False)["input_ids"])
+        head = len(tok(ans.split(CRITIQUE_PREFIX)[0], add_special_tokens=False)["input_ids"])
         weights[i, -n:] = 1.0
         weights[i, -n : -n + head] = label_weight
     return weights
 
 
 def _encode_image_only(processor, batch_size: int, label_weight: float, seed: int) -> list[tuple[Any, Any]]:
-    from PIL import Image
-
     tok = processor.tokenizer
-    examples = _image_only_examples(batch_size * 32, seed)
+    examples = _image_only_examples(batch_size * _IMAGE_ONLY_BATCHES, seed)
     batches = []
     for b in range(0, len(examples), batch_size):
         chosen = examples[b : b + batch_size]
         texts, answers, images = [], [], []
-        for prompt, answer, rgb in chosen:
+        for prompt, answer, image in chosen:
             chat = processor.apply_chat_template(
                 [{"role": "user", "content": [{"type": "text", "text": prompt}, {"type": "image"}]}],
                 add_generation_prompt=True, tokenize=False)
             texts.append(chat + answer + "<|im_end|>")
             answers.append(answer + "<|im_end|>")
-            images.append(Image.new("RGB", (28 * (1 + b % 3), 28), rgb))
+            images.append(image)
         enc = processor(text=texts, images=images, return_tensors="pt", padding=True)
         batches.append((enc, _answer_weights(tok, enc["input_ids"].shape, answers, label_weight)))
     return batches
