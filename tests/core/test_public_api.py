@@ -23,6 +23,7 @@ MODULES = {
                                   "Turn", "Video"],
     "omniguard_plugins.openai_messages": ["conversation_from_openai", "parts_from_openai"],
     "omniguard_plugins.backends.base": ["Backend", "BaseBackend", "GenerationRequest", "GenerationResult"],
+    "omniguard_plugins.answer_format": None,
     "omniguard_plugins.testing": None,  # checked below: every name importable
 }
 
