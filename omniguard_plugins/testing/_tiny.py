@@ -317,6 +317,8 @@ def _encode_batches(processor, examples, batch_size: int, label_weight: float, s
     import numpy as np
     from PIL import Image
 
+    from ..backends.transformers.encoding import media_inputs
+
     rng = random.Random(seed)
     tok = processor.tokenizer
     batches = []
@@ -345,14 +347,7 @@ def _encode_batches(processor, examples, batch_size: int, label_weight: float, s
                                                  add_generation_prompt=True, tokenize=False)
             texts.append(chat + answer + "<|im_end|>")
             answers.append(answer + "<|im_end|>")
-        kwargs: dict[str, Any] = {"text": texts, "return_tensors": "pt", "padding": True}
-        if images:
-            kwargs["images"] = images
-        if audios:
-            kwargs["audio"] = audios
-        if videos:
-            kwargs["videos"] = videos
-        enc = processor(**kwargs)
+        enc = processor(text=texts, return_tensors="pt", padding=True, **media_inputs(images, audios, videos))
         batches.append((enc, _answer_weights(tok, enc["input_ids"].shape, answers, label_weight)))
     return batches + _encode_image_only(processor, batch_size, label_weight, seed)
 

@@ -15,7 +15,7 @@ from ...errors import BackendError, TextTooLarge
 from ...media import DecodedAudio, DecodedImage, DecodedVideo
 from ..base import GenerationRequest
 
-__all__ = ["chat_text", "collate", "encode_one"]
+__all__ = ["chat_text", "collate", "encode_one", "media_inputs"]
 
 #: tokens a verdict needs after its prompt (label and Categories lines)
 _VERDICT_ROOM = 16
@@ -29,6 +29,12 @@ def chat_text(processor: Any, req: GenerationRequest) -> str:
     return processor.apply_chat_template(turn, add_generation_prompt=True, tokenize=False)
 
 
+def media_inputs(images: list[Any], audios: list[Any], videos: list[Any]) -> dict[str, Any]:
+    """The processor's media arguments, each only when there is some (it rejects empty lists)."""
+    named = {"images": images, "audio": audios, "videos": videos}
+    return {key: value for key, value in named.items() if value}
+
+
 def encode_one(processor: Any, req: GenerationRequest, *, context_tokens: int | None = None) -> dict[str, Any]:
     """The processor's output for one request (answer prefix included), unpadded. A prompt that
     leaves no room in the model's ``context_tokens`` for its answer is refused here, typed and
@@ -39,13 +45,9 @@ def encode_one(processor: Any, req: GenerationRequest, *, context_tokens: int | 
     fps = [m.fps for m in req.media if isinstance(m, DecodedVideo)]
     if len(images) + len(audios) + len(videos) != len(req.media):  # pragma: no cover
         raise BackendError(f"unknown media {[type(m).__name__ for m in req.media]}")
-    kwargs: dict[str, Any] = {"text": [chat_text(processor, req) + req.prefix], "return_tensors": "pt"}
-    if images:
-        kwargs["images"] = images
-    if audios:
-        kwargs["audio"] = audios
+    kwargs: dict[str, Any] = {"text": [chat_text(processor, req) + req.prefix], "return_tensors": "pt",
+                              **media_inputs(images, audios, videos)}
     if videos:
-        kwargs["videos"] = videos
         kwargs["videos_kwargs"] = {"fps": fps[0]}
     try:
         row = dict(processor(**kwargs))
