@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from conftest import UPSTREAM_KEY, seen, start_guard
+from door_helpers import UPSTREAM_KEY, seen, start_guard
 from door_media import BLUE, RED, audio_part, image_part, text_part
 from serve_helpers import TOKEN, free_port
 from upstream_app import REPLIES

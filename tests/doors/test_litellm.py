@@ -13,7 +13,7 @@ from pathlib import Path
 import litellm
 import openai
 import pytest
-from conftest import UPSTREAM_KEY, seen, start_process
+from door_helpers import UPSTREAM_KEY, seen, start_process
 from door_backends import handler
 from door_media import BLUE, RED, audio_part, image_part, text_part
 from serve_helpers import TOKEN, ServerProcess, b64, free_port, wav_bytes

@@ -19,7 +19,7 @@ import httpx
 import litellm
 import openai
 import pytest
-from conftest import UPSTREAM_KEY, start_guard
+from door_helpers import UPSTREAM_KEY, start_guard
 from door_media import RED, audio_part, image_part, text_part, video_part
 from serve_helpers import TOKEN
 from upstream_app import REPLIES

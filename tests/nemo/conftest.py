@@ -3,42 +3,16 @@ shipped config folders, and a scripted judge that decides on words and image col
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Callable
 
 import pytest
 from nemoguardrails import LLMRails, RailsConfig
 from nemoguardrails.testing import FakeLLMModel
-from PIL import Image as PILImage
 
+from nemo_helpers import handler, make_png_data_uri
 from nemoguardrails_omniguard import RAILS_DIR, RAILS_DIR_V2, register
 from omniguard_plugins import OmniGuard
-from omniguard_plugins.media import DecodedImage
-from omniguard_plugins.testing import keyword_handler, scripted_judge
-
-UNSAFE = "- Safety Assessment: unsafe\n- Categories: {codes}\n- Assessment: {critique}"
-_words = keyword_handler({"bomb": "S9", "poison": "S1"}, critique="It explains how to build a weapon.")
-
-
-def _png_data_uri(color: tuple[int, int, int], size: tuple[int, int] = (24, 16)) -> str:
-    buf = io.BytesIO()
-    PILImage.new("RGB", size, color).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def is_red(media: object) -> bool:
-    if not isinstance(media, DecodedImage):
-        return False
-    r, g, b = media.image.convert("RGB").resize((1, 1)).getpixel((0, 0))
-    return r > 200 and g < 60 and b < 60
-
-
-def handler(prompt: str, media: list) -> str:
-    """Text with 'bomb' is S9, 'poison' S1; a red image is S1 (gore), whatever the text says."""
-    if any(is_red(m) for m in media):
-        return UNSAFE.format(codes="S1", critique="The image shows graphic violence.")
-    return _words(prompt, media)
+from omniguard_plugins.testing import scripted_judge
 
 
 @pytest.fixture
@@ -86,7 +60,7 @@ def _exception_type(response: dict) -> str | None:
 @pytest.fixture
 def png_data_uri() -> Callable[..., str]:
     """``png_data_uri((r, g, b), size=(w, h))``: a real PNG as a ``data:`` URI."""
-    return _png_data_uri
+    return make_png_data_uri
 
 
 @pytest.fixture

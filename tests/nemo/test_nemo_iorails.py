@@ -19,7 +19,7 @@ from omniguard_plugins import Verdict
 from omniguard_plugins.server import create_app
 from omniguard_plugins.testing import scripted_judge
 
-from conftest import handler  # the scripted judge of the other NeMo tests: 'bomb' S9, 'poison' S1
+from nemo_helpers import handler  # the scripted judge of the other NeMo tests: 'bomb' S9, 'poison' S1
 
 TOKEN = "iorails-test-token"
 
