@@ -121,7 +121,7 @@ def _plain_text(block: Mapping[str, Any], index: int) -> str:
     if block.get("base64"):
         try:
             return base64.b64decode(block["base64"]).decode("utf-8")
-        except (binascii.Error, ValueError):
+        except (binascii.Error, ValueError, TypeError):
             raise ContentError(f"content block #{index} (text-plain) is not base64 UTF-8 text") from None
     raise ContentError(f"content block #{index} (text-plain) has no text or base64 (urls are not fetched)")
 
@@ -141,10 +141,10 @@ def _file(block: Mapping[str, Any], index: int) -> Part:
     )
 
 
-def _b64_bytes(data: str, index: int) -> bytes:
+def _b64_bytes(data: Any, index: int) -> bytes:
     try:
         return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, TypeError):
         raise ContentError(f"content block #{index} has invalid base64") from None
 
 

@@ -19,20 +19,12 @@ for _path in (str(HERE), str(SERVER_TESTS)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from serve_helpers import ServerProcess, start_server  # noqa: E402
+from serve_helpers import server_pool  # noqa: E402
 
 
 @pytest.fixture
 def reliability_server(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     """Start ``omniguard serve`` processes that can load ``reliability_backends:NAME``."""
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-    started: list[ServerProcess] = []
-
-    def start(*args: str, **kwargs: object) -> ServerProcess:
-        server = start_server(*args, **kwargs)  # type: ignore[arg-type]
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    with server_pool() as start:
+        yield start

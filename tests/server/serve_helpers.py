@@ -11,6 +11,8 @@ import sys
 import tempfile
 import time
 import wave
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -75,6 +77,23 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.log_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def server_pool() -> Iterator[Callable[..., ServerProcess]]:
+    """``start(*args, **kwargs)`` for servers that are all stopped when the block ends."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, **kwargs: object) -> ServerProcess:
+        server = start_server(*args, **kwargs)  # type: ignore[arg-type]
+        started.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
 
 
 def start_server(*args: str, token: str | None = None, delay_s: float = 0.0, timeout_s: float = 60.0) -> ServerProcess:
