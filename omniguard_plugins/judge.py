@@ -28,7 +28,7 @@ from .backends.base import Backend, GenerationRequest, GenerationResult
 from .batching import MicroBatcher
 from .config import JudgeConfig
 from .content import Conversation, MediaPart, PartLike, Text, to_parts
-from .errors import ConfigError, OmniGuardError
+from .errors import BackendError, ConfigError, OmniGuardError
 from .media import MediaCache
 from .policy import Policy
 from .prompt import Direction, shared_prefix_chars
@@ -328,8 +328,6 @@ class OmniGuard:
             return outcome
         if isinstance(outcome, Verdict):  # unparseable model output
             if self.config.on_error == "raise":
-                from .errors import BackendError
-
                 raise BackendError(f"unparseable model output: {outcome.raw[:80]!r}")
             return outcome.with_(safe=self.config.on_error == "allow", error="unparseable")
         if self.config.on_error == "raise":
