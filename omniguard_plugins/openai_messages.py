@@ -3,7 +3,9 @@
 The server, the NeMo adapter and the OpenAI backend all speak this shape, so the conversion
 lives here once. Accepted content parts (as vLLM accepts them for Qwen2.5-Omni):
 ``text``, ``image_url``, ``input_audio``, ``audio_url``, ``video_url``, plus ``input_text`` /
-``input_image`` from the Responses API. Unknown part types are a ContentError, never dropped.
+``input_image`` from the Responses API, and ``file`` parts whose ``file_data`` is a ``data:`` URI
+of an image, audio or video (how LiteLLM passes media). Unknown part types are a ContentError,
+never dropped.
 """
 
 from __future__ import annotations
@@ -72,6 +74,17 @@ def _part(part: Any, index: int) -> Part:
         if not fmt.isalnum():
             raise ContentError(f"part #{index} (input_audio) has an invalid format {_quoted(fmt)}")
         return Audio(audio["data"], mime_type=f"audio/{fmt}", origin="base64")
+    if kind == "file":  # OpenAI's file part (LiteLLM passes audio and video this way): a data: URI only
+        file = part.get("file")
+        data = file.get("file_data") if isinstance(file, Mapping) else None
+        if not isinstance(data, str) or not data[:5].lower() == "data:":
+            raise ContentError(f"part #{index} (file) needs file.file_data as a data: URI (file ids are not fetched)")
+        major = data[5:].split("/", 1)[0].lower()
+        media = {"image": Image, "audio": Audio, "video": Video}.get(major)
+        if media is None:
+            raise ContentError(f"part #{index} (file) is {_quoted(data[5:].split(';', 1)[0])}; "
+                               "OmniGuard judges text, image, audio and video")
+        return media(data, origin="url", name=_quoted(file.get("filename")) if file.get("filename") else None)
     if kind == "audio_url":
         return Audio(_url_of(part.get("audio_url"), kind, index), origin="url")
     if kind == "video_url":

@@ -17,7 +17,7 @@ from omniguard_plugins import OmniGuard, Verdict
 from omniguard_plugins.openai_messages import conversation_from_openai
 from omniguard_plugins.policy import Category
 
-__all__ = ["Checker", "LocalChecker", "RemoteChecker", "litellm_messages"]
+__all__ = ["Checker", "LocalChecker", "RemoteChecker"]
 
 Messages = Sequence[Mapping[str, Any]]
 
@@ -40,7 +40,7 @@ class LocalChecker:
 
     async def check(self, messages: Messages, direction: str) -> Verdict:
         # converted inside the check, so a part the judge cannot read meets on_error like any failure
-        return await self.judge.acheck(lambda: conversation_from_openai(litellm_messages(messages)),
+        return await self.judge.acheck(lambda: conversation_from_openai(messages),
                                        direction=direction)  # type: ignore[arg-type]
 
 
@@ -57,7 +57,7 @@ class RemoteChecker:
 
     async def check(self, messages: Messages, direction: str) -> Verdict:
         try:
-            response = await self._client.post(self.url, json={"messages": litellm_messages(messages),
+            response = await self._client.post(self.url, json={"messages": list(messages),
                                                                "direction": direction})
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -75,27 +75,3 @@ class RemoteChecker:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-
-def litellm_messages(messages: Messages) -> list[dict[str, Any]]:
-    """LiteLLM's messages as the judge reads them: its ``file`` parts (a ``data:`` URI in
-    ``file.file_data``, how LiteLLM passes audio, video and documents) become the OpenAI part
-    of their media type; everything else is left for the converter to accept or refuse."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        content = message.get("content")
-        if isinstance(content, list):
-            content = [_file_part(p) for p in content]
-        out.append({**message, "content": content})
-    return out
-
-
-def _file_part(part: Any) -> Any:
-    if not isinstance(part, Mapping) or part.get("type") != "file" or not isinstance(part.get("file"), Mapping):
-        return part
-    data = part["file"].get("file_data")
-    if not isinstance(data, str) or not data.startswith("data:"):
-        return part
-    kind = data[5:].split("/", 1)[0].lower()
-    key = {"image": "image_url", "audio": "audio_url", "video": "video_url"}.get(kind)
-    return {"type": key, key: {"url": data}} if key else part

@@ -5,10 +5,7 @@ no other folder's conftest can shadow."""
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must not fetch its price list
@@ -19,6 +16,7 @@ import pytest  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "server"))  # serve_helpers: the one way to start `omniguard serve`
 
+import serve_helpers  # noqa: E402
 from serve_helpers import TOKEN, ServerProcess, free_port, start_server  # noqa: E402, F401 - TOKEN for tests
 
 UPSTREAM_KEY = "sk-upstream-key-42"
@@ -27,22 +25,8 @@ UPSTREAM_KEY = "sk-upstream-key-42"
 def start_process(cmd: list[str], port: int, *, env: dict[str, str] | None = None, cwd: Path | None = None,
                   ready: str = "/v1/models", timeout_s: float = 90.0) -> ServerProcess:
     """A helper process (the upstream LLM, the LiteLLM proxy), once ``GET ready`` answers 200."""
-    fd, name = tempfile.mkstemp(prefix="omniguard-door-", suffix=".log")
-    with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
-    process = ServerProcess(proc, port, Path(name), args=cmd)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd[:3]} exited with {proc.returncode}:\n{process.log()}")
-        try:
-            if httpx.get(process.url + ready, timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    process.stop()
-    raise RuntimeError(f"{cmd[:3]} did not start within {timeout_s}s:\n{process.log()}")
+    return serve_helpers.start_process(cmd, port, env={**os.environ, **(env or {})}, cwd=cwd, ready=ready,
+                                       timeout_s=timeout_s)
 
 
 def start_upstream(key: str | None = UPSTREAM_KEY) -> ServerProcess:

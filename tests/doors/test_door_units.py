@@ -9,9 +9,9 @@ import pytest
 from door_media import audio_part, image_part, text_part
 
 from litellm_omniguard import LocalChecker
-from litellm_omniguard._checker import litellm_messages
-from omniguard_plugins import Audio, Image, Policy, Text, Verdict
+from omniguard_plugins import Audio, ContentError, Image, Policy, Text, Verdict, Video
 from omniguard_plugins.openai_answers import answer_text, delta_text
+from omniguard_plugins.openai_messages import parts_from_openai
 from omniguard_plugins.policy import Category
 from omniguard_plugins.server.gateway import verdict_header
 from omniguard_plugins.server.litellm_api import GuardrailApiServing, _conversation
@@ -74,16 +74,18 @@ def test_answer_text_reads_content_parts_and_tool_calls_of_dicts_and_objects():
     assert delta_text({"choices": []}) == "" and delta_text({"choices": [{"delta": {"content": "x"}}]}) == "x"
 
 
-def test_litellm_file_parts_become_media_by_type():
-    messages = [{"role": "user", "content": [
-        {"type": "file", "file": {"file_data": "data:video/mp4;base64,AAAA"}},
-        {"type": "file", "file": {"file_data": "data:application/pdf;base64,AAAA"}},
+def test_openai_file_parts_become_media_by_type():
+    """LiteLLM passes audio and video as OpenAI ``file`` parts; the core converter reads them for
+    every door (server, gateway, NeMo, LiteLLM) and refuses what it cannot judge."""
+    parts = parts_from_openai([
+        {"type": "file", "file": {"file_data": "data:video/mp4;base64,AAAA", "filename": "clip.mp4"}},
         {"type": "text", "text": "hi"},
-    ]}]
-    content = litellm_messages(messages)[0]["content"]
-    assert content[0] == {"type": "video_url", "video_url": {"url": "data:video/mp4;base64,AAAA"}}
-    assert content[1]["type"] == "file" and content[2] == {"type": "text", "text": "hi"}
-    assert messages[0]["content"][0]["type"] == "file"  # the caller's messages are not changed
+    ])
+    assert [type(p) for p in parts] == [Video, Text] and parts[0].origin == "url"
+    for bad in ({"file_data": "data:application/pdf;base64,AAAA"}, {"file_id": "file-123"},
+                {"file_data": "/etc/passwd"}):
+        with pytest.raises(ContentError):
+            parts_from_openai([{"type": "file", "file": bad}])
 
 
 async def test_a_part_the_judge_cannot_read_blocks_through_on_error():

@@ -86,7 +86,7 @@ def test_unreadable_media_is_flagged_fail_closed(client):
 @pytest.mark.parametrize("value, message", [
     ([], "input is empty"),
     (["a", {"type": "text", "text": "b"}], "mixes strings and content parts"),
-    ([{"type": "file", "file": {}}], "unsupported type 'file'"),
+    ([{"type": "file", "file": {}}], "(file) needs file.file_data as a data: URI"),
 ])
 def test_bad_inputs_are_one_line_400s(client, value, message):
     with pytest.raises(openai.BadRequestError) as err:

@@ -96,6 +96,29 @@ def server_pool() -> Iterator[Callable[..., ServerProcess]]:
             server.stop()
 
 
+def start_process(cmd: list[str], port: int, *, env: dict[str, str] | None = None, cwd: Path | None = None,
+                  ready: str = "/healthz", timeout_s: float = 60.0, token: str | None = None,
+                  args: list[str] | None = None) -> ServerProcess:
+    """Launch ``cmd`` (a server listening on ``port``); return once ``GET ready`` answers 200."""
+    fd, log_name = tempfile.mkstemp(prefix="omniguard-serve-", suffix=".log")
+    with os.fdopen(fd, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env if env is not None else dict(os.environ), cwd=cwd, stdout=log,
+                                stderr=subprocess.STDOUT)
+    server = ServerProcess(proc, port, Path(log_name), token, list(args if args is not None else cmd))
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{cmd[:3]} exited with {proc.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + ready, timeout=1).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    server.kill()
+    raise RuntimeError(f"{cmd[:3]} did not answer {ready} within {timeout_s}s:\n{server.log()}")
+
+
 def start_server(*args: str, token: str | None = None, delay_s: float = 0.0, timeout_s: float = 60.0) -> ServerProcess:
     """Launch ``python -m omniguard_plugins.server ARGS`` on a free port; wait for /healthz."""
     port = free_port()
@@ -105,22 +128,7 @@ def start_server(*args: str, token: str | None = None, delay_s: float = 0.0, tim
     cmd = [sys.executable, "-m", "omniguard_plugins.server", "--port", str(port), "--log-level", "warning", *args]
     if token:
         cmd += ["--token", token]
-    fd, log_name = tempfile.mkstemp(prefix="omniguard-serve-", suffix=".log")
-    with os.fdopen(fd, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = ServerProcess(proc, port, Path(log_name), token, list(args))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.url}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    server.kill()
-    raise RuntimeError(f"server did not answer /healthz within {timeout_s}s:\n{server.log()}")
+    return start_process(cmd, port, env=env, timeout_s=timeout_s, token=token, args=list(args))
 
 
 # ------------------------------------------------------------------ media made in the test
