@@ -15,6 +15,8 @@ default) <- :mod:`.sources` (where bytes come from); and this module on top:
 from __future__ import annotations
 
 import hashlib
+import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from .._lru import LRU
@@ -33,10 +35,30 @@ __all__ = [
 
 
 class MediaCache(LRU[tuple[Any, ...], list[DecodedMedia]]):
-    """A small thread-safe LRU of decoded media, keyed by content hash and limits."""
+    """A small thread-safe LRU of decoded media, keyed by content hash and limits.
+
+    It also remembers, for as long as a part object lives, what that part decoded to when its
+    source is immutable (bytes or a str): a streamed answer's windows and the input and output
+    rails judge the same parts again and again, and must not base64-decode and hash them each
+    time."""
 
     def __init__(self, max_items: int = 256) -> None:
         super().__init__(max_items, lock=True)
+        self._parts: weakref.WeakKeyDictionary[Any, tuple[MediaLimits, list[DecodedMedia]]] = weakref.WeakKeyDictionary()
+        self._parts_lock = threading.Lock()
+
+    def recall_part(self, part: MediaPart, limits: MediaLimits) -> list[DecodedMedia] | None:
+        with self._parts_lock:
+            found = self._parts.get(part)
+            if found is None or found[0] != limits:
+                return None
+            self.hits += 1
+            return found[1]
+
+    def remember_part(self, part: MediaPart, limits: MediaLimits, decoded: list[DecodedMedia]) -> None:
+        if isinstance(part.source, (bytes, str)):
+            with self._parts_lock:
+                self._parts[part] = (limits, decoded)
 
 
 def decode_part(part: MediaPart, limits: MediaLimits, cache: MediaCache | None = None) -> list[DecodedMedia]:
@@ -52,6 +74,8 @@ def decode_part(part: MediaPart, limits: MediaLimits, cache: MediaCache | None =
 
     if part.kind == "image" and isinstance(part.source, PILImage.Image):
         return [decode_pil(part.source, limits)]
+    if cache is not None and (known := cache.recall_part(part, limits)) is not None:
+        return known
     data, mime_hint = read_source(part.source, limits, mime_hint=part.mime_type, origin=part.origin)
     digest = hashlib.sha256(data).hexdigest()
     sniffed_kind, sniffed_mime = sniff_mime(data[:64])
@@ -59,6 +83,7 @@ def decode_part(part: MediaPart, limits: MediaLimits, cache: MediaCache | None =
     check_declared(part.kind, mime_hint or part.mime_type, sniffed_kind, sniffed_mime)
     key = (part.kind, digest, limits)
     if cache is not None and (hit := cache.get(key)) is not None:
+        cache.remember_part(part, limits, hit)
         return hit
     if part.kind == "image" or (part.kind == "video" and sniffed_kind == "image"):
         decoded: list[DecodedMedia] = decode_image_bytes(data, digest, limits)
@@ -76,4 +101,5 @@ def decode_part(part: MediaPart, limits: MediaLimits, cache: MediaCache | None =
         raise UnsupportedMedia(f"unknown media kind {part.kind!r}")
     if cache is not None:
         cache.put(key, decoded)
+        cache.remember_part(part, limits, decoded)
     return decoded

@@ -153,3 +153,21 @@ def test_a_pil_image_with_exif_orientation_is_turned_upright():
     PILImage.new("RGB", (40, 20)).save(buf, "JPEG", exif=exif)
     [decoded] = decode_part(Image(PILImage.open(buf)), LIMITS)
     assert decoded.image.size == (20, 40)
+
+
+def test_a_part_judged_again_is_not_read_and_hashed_again(monkeypatch):
+    """A stream's windows (and the input and output rails) judge the same parts again: an
+    immutable source is base64-decoded and hashed once per part, not once per check."""
+    import omniguard_plugins.media as media
+
+    reads = []
+    real = media.read_source
+    monkeypatch.setattr(media, "read_source", lambda *a, **k: reads.append(1) or real(*a, **k))
+    cache = MediaCache()
+    part = Image(B64, origin="base64")
+    first = decode_part(part, LIMITS, cache)
+    assert decode_part(part, LIMITS, cache) is first and len(reads) == 1
+    assert decode_part(Image(B64, origin="base64"), LIMITS, cache) == first and len(reads) == 2  # another part: read
+    other_limits = MediaLimits(image_pixel_budget=LIMITS.image_pixel_budget // 2)
+    decode_part(part, other_limits, cache)
+    assert len(reads) == 3  # other limits: decoded for them
