@@ -76,7 +76,7 @@ async def test_unreadable_message_parts_follow_on_error(on_error, blocked):
 
     assert outcome.is_blocked is blocked
     assert outcome.metadata["error"].startswith("content:")
-    assert "unsupported type 'file'" in outcome.metadata["error"]
+    assert "(file) needs file.file_data" in outcome.metadata["error"]  # a file id is not fetched
 
 
 async def test_on_error_raise_raises():
