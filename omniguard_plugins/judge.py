@@ -28,6 +28,7 @@ from .backends.base import Backend, GenerationRequest, GenerationResult
 from .batching import MicroBatcher
 from .config import JudgeConfig
 from .content import Conversation, MediaPart, PartLike, Text, to_parts
+from .doors import Ask
 from .errors import BackendError, ConfigError, OmniGuardError
 from .media import MediaCache
 from .policy import Policy
@@ -41,8 +42,9 @@ log = logging.getLogger("omniguard")
 #: a callable that converts a framework's message into a Conversation; called inside the
 #: check, so a conversion error becomes a verdict under ``on_error`` like any other failure
 ConversationBuilder = Callable[[], Conversation]
-#: what check_many accepts per item: a Conversation, a builder, or the keyword arguments of ``check``
-CheckInput = Union[Conversation, ConversationBuilder, Mapping[str, Any]]
+#: what check_many accepts per item: an :class:`~omniguard_plugins.doors.Ask`, a Conversation or a
+#: builder (a dict of ``check()`` arguments still works, deprecated: build an Ask)
+CheckInput = Union["Ask", Conversation, ConversationBuilder, Mapping[str, Any]]
 _MODES = ("verdict", "critique", "score")
 
 
@@ -181,7 +183,7 @@ class OmniGuard:
 
     def check(
         self,
-        conversation: Conversation | ConversationBuilder | None = None,
+        conversation: Ask | Conversation | ConversationBuilder | None = None,
         *,
         user: PartLike | Sequence[PartLike] | None = None,
         assistant: PartLike | Sequence[PartLike] | None = None,
@@ -190,14 +192,15 @@ class OmniGuard:
         policy: Policy | Mapping[str, Any] | None = None,
         explain_unsafe: bool | None = None,
     ) -> Verdict:
-        """Judge one turn. ``direction`` defaults to ``"output"`` when there is an assistant
-        turn, else ``"input"``. Never raises for bad content unless ``on_error="raise"``."""
+        """Judge one turn (or one :class:`~omniguard_plugins.doors.Ask`). ``direction`` defaults
+        to ``"output"`` when there is an assistant turn, else ``"input"``. Never raises for bad
+        content unless ``on_error="raise"``."""
         ask = self._ask(conversation, user, assistant, direction, mode, policy, explain_unsafe)
         return self._runner.drive([self._check_flow(ask)], self.config.timeout_s)[0]
 
     async def acheck(
         self,
-        conversation: Conversation | ConversationBuilder | None = None,
+        conversation: Ask | Conversation | ConversationBuilder | None = None,
         *,
         user: PartLike | Sequence[PartLike] | None = None,
         assistant: PartLike | Sequence[PartLike] | None = None,
@@ -261,9 +264,11 @@ class OmniGuard:
     def _asks(self, items: Iterable[CheckInput], direction: Direction | None, mode: Mode | None) -> list[_Ask]:
         asks = []
         for item in items:
-            if isinstance(item, Conversation) or callable(item):
+            if isinstance(item, Ask):
+                asks.append(self._from_ask(item, direction, mode))
+            elif isinstance(item, Conversation) or callable(item):
                 asks.append(self._ask(item, None, None, direction, mode, None, None))
-            elif isinstance(item, Mapping):
+            elif isinstance(item, Mapping):  # deprecated: pass an Ask
                 kwargs = {"direction": direction, "mode": mode, **item}
                 unknown = set(kwargs) - {"conversation", "user", "assistant", "direction", "mode", "policy", "explain_unsafe"}
                 if unknown:
@@ -272,14 +277,26 @@ class OmniGuard:
                                       kwargs.get("direction"), kwargs.get("mode"), kwargs.get("policy"),
                                       kwargs.get("explain_unsafe")))
             else:
-                raise ConfigError(f"check_many takes Conversations, builders or dicts of check() arguments, "
+                raise ConfigError(f"check_many takes Asks, Conversations or builders, "
                                   f"got {type(item).__name__}")
         return asks
+
+    def _from_ask(self, ask: Ask, direction: Direction | None = None, mode: Mode | None = None) -> _Ask:
+        return self._ask(ask.conversation, ask.user, ask.assistant, ask.judged_direction or direction,
+                         ask.mode or mode, ask.policy, ask.explain)
 
     def _ask(self, conversation: Any, user: Any, assistant: Any, direction: Direction | None, mode: Mode | None,
              policy: Policy | Mapping[str, Any] | None, explain_unsafe: bool | None) -> _Ask:
         """The settings, checked now (a wrong setting is the caller's bug, raised at once); the
         content is only converted inside the flow."""
+        if isinstance(conversation, Ask):
+            if user is not None or assistant is not None:
+                raise ConfigError("pass either an Ask or user=/assistant=, not both")
+            explicit = conversation
+            return self._ask(explicit.conversation, explicit.user, explicit.assistant,
+                             explicit.judged_direction or direction, explicit.mode or mode,
+                             explicit.policy if explicit.policy is not None else policy,
+                             explicit.explain if explicit.explain is not None else explain_unsafe)
         if conversation is not None and (user is not None or assistant is not None):
             raise ConfigError("pass either a Conversation or user=/assistant=, not both")
         if direction is not None and direction not in ("input", "output"):

@@ -16,9 +16,45 @@ from typing import Any, Literal
 from .answer_format import CATEGORIES_RE, CRITIQUE_RE, LABEL_PREFIX, LABEL_RE, SHORT_LABEL_RE, truncate_to_verdict
 from .policy import Category, Policy, categories_from
 
-__all__ = ["LABEL_PREFIX", "Mode", "Verdict", "parse_output", "truncate_to_verdict"]
+__all__ = ["LABEL_PREFIX", "Evidence", "EvidenceKind", "Mode", "Verdict", "parse_output", "truncate_to_verdict"]
 
 Mode = Literal["verdict", "critique", "score"]
+
+EvidenceKind = Literal["text", "image", "audio", "video"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Where in the judged turn a verdict found the harm.
+
+    ``part`` is the index of the part in the judged turn, counting every part (text included)
+    in the order given; ``chars`` a ``(start, end)`` span in that text part; ``seconds`` a
+    ``(start, end)`` span in that audio or video part. ``joint`` names the other parts this one
+    is unsafe only together with (an image harmless alone but unsafe with its caption).
+    """
+
+    part: int
+    kind: EvidenceKind
+    categories: tuple[str, ...] = ()
+    chars: tuple[int, int] | None = None
+    seconds: tuple[float, float] | None = None
+    joint: tuple[int, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"part": self.part, "kind": self.kind, "categories": list(self.categories),
+                "chars": list(self.chars) if self.chars is not None else None,
+                "seconds": list(self.seconds) if self.seconds is not None else None,
+                "joint": list(self.joint)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Evidence:
+        chars = data.get("chars")
+        seconds = data.get("seconds")
+        return cls(part=int(data["part"]), kind=data["kind"], categories=tuple(data.get("categories") or ()),
+                   chars=(int(chars[0]), int(chars[1])) if chars else None,
+                   seconds=(float(seconds[0]), float(seconds[1])) if seconds else None,
+                   joint=tuple(int(j) for j in data.get("joint") or ()))
+
 
 _NONE_WORDS = {"", "none", "n/a", "na", "null", "nil", "no", "-", "no category", "no categories", "[]", "safe"}
 
@@ -43,6 +79,8 @@ class Verdict:
     cached: bool = False
     #: extra facts: e.g. which audio window was unsafe ("window", "window_s")
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: where the harm is (filled when the check asked to localize an unsafe verdict)
+    evidence: tuple[Evidence, ...] = ()
 
     @property
     def unsafe(self) -> bool:
@@ -69,6 +107,7 @@ class Verdict:
         data = asdict(self)
         data["categories"] = [{"code": c.code, "name": c.name} for c in self.categories]
         data["details"] = dict(self.details)
+        data["evidence"] = [e.to_json() for e in self.evidence]
         data["label"] = self.label
         return data
 
