@@ -11,7 +11,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 endif
 PYTEST_ARGS ?=
 
-.PHONY: install test browser espeak demo demo-cli bench soak clean
+.PHONY: install test test-fast lint browser espeak demo demo-cli bench soak clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,8 +22,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: install browser espeak
+test: install browser espeak lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# the edit loop: no browser, nothing that trains or loads a model, stop at the first failure
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow and not browser" -x -q $(PYTEST_ARGS)
+
+# ruff (pyflakes, pycodestyle at 120 columns, bugbear, import order) and mypy over the core and adapters
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 # the browser test drives Debian's Chromium; install it when missing (skipped where apt is unavailable)
 browser:
