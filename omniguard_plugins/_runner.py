@@ -21,7 +21,6 @@ from ._lru import LRU
 from .backends.base import Backend, GenerationRequest, GenerationResult
 from .batching import MicroBatcher
 from .errors import BackendError, JudgeTimeout, OmniGuardError
-from .media import DecodedAudio
 
 __all__ = ["Runner"]
 
@@ -134,9 +133,8 @@ def _cache_key(model_id: str, request: GenerationRequest) -> str:
         h.update(piece.encode())
         h.update(b"\0")
     for m in request.media:
-        h.update(m.sha256.encode())
-        if isinstance(m, DecodedAudio) and m.window is not None:
-            h.update(repr(m.window).encode())
+        h.update(repr(m.key).encode())
+        h.update(b"\0")
     return h.hexdigest()
 
 

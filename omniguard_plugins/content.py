@@ -90,6 +90,18 @@ class Image(_Media):
 class Audio(_Media):
     kind: str = field(default="audio", init=False, repr=False)
 
+    @classmethod
+    def from_pcm(cls, pcm16: bytes, sample_rate: int, channels: int = 1, *, name: str | None = None) -> Audio:
+        """Raw little-endian 16-bit PCM (what voice transports carry) as an Audio part. The
+        samples are kept at their own rate in a WAV container and resampled once, to the
+        judge's rate, when decoded. A rate, channel count or length that cannot be PCM is a
+        ContentError."""
+        from .media.pcm import wav_bytes
+
+        if not isinstance(pcm16, (bytes, bytearray, memoryview)):
+            raise ContentError(f"Audio.from_pcm needs bytes of 16-bit PCM, got {type(pcm16).__name__}")
+        return cls(wav_bytes(pcm16, sample_rate, channels), mime_type="audio/wav", name=name)
+
 
 @dataclass(frozen=True, eq=False)
 class Video(_Media):

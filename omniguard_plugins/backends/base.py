@@ -15,9 +15,9 @@ model in cache keys. :class:`BaseBackend` gives the defaults; a backend only wri
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from abc import ABC, abstractmethod
 from typing import Any, Protocol, runtime_checkable
 
 from ..media import DecodedMedia

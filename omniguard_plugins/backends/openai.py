@@ -26,7 +26,6 @@ import math
 import random
 import threading
 import time
-import wave
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ import httpx
 from .._lru import LRU
 from ..answer_format import VERDICT_STOP
 from ..errors import BackendError, ConfigError
-from ..media import DecodedAudio, DecodedImage, DecodedMedia, DecodedVideo
+from ..media import DecodedAudio, DecodedImage, DecodedMedia, DecodedVideo, wav_bytes
 from .base import BaseBackend, GenerationRequest, GenerationResult
 
 if TYPE_CHECKING:
@@ -137,7 +136,8 @@ class OpenAIBackend(BaseBackend):
         cooldown_s: float = 5.0,
         top_logprobs: int = 5,
     ) -> None:
-        self.pool = EndpointPool([_v1(u) for u in base_urls], failure_threshold=failure_threshold, cooldown_s=cooldown_s)
+        self.pool = EndpointPool([_v1(u) for u in base_urls], failure_threshold=failure_threshold,
+                                 cooldown_s=cooldown_s)
         self.model = model
         self.model_id = f"openai:{model}"
         self.timeout_s = timeout_s
@@ -257,11 +257,10 @@ class OpenAIBackend(BaseBackend):
     # ------------------------------------------------------------------ media as content parts
 
     def _media_part(self, media: DecodedMedia) -> dict[str, Any]:
-        key = (media.kind, media.sha256, getattr(media, "window", None))
-        part = self._encoded.get(key)
+        part = self._encoded.get(media.key)
         if part is None:
             part = media_content_part(media)
-            self._encoded.put(key, part)
+            self._encoded.put(media.key, part)
         return part
 
 
@@ -272,23 +271,11 @@ def media_content_part(media: DecodedMedia) -> dict[str, Any]:
         media.image.save(buf, format="PNG")
         return {"type": "image_url", "image_url": {"url": "data:image/png;base64," + _b64(buf.getvalue())}}
     if isinstance(media, DecodedAudio):
-        return {"type": "input_audio", "input_audio": {"data": _b64(wav_bytes(media)), "format": "wav"}}
+        wav = wav_bytes(media.samples, media.sample_rate)
+        return {"type": "input_audio", "input_audio": {"data": _b64(wav), "format": "wav"}}
     if isinstance(media, DecodedVideo):
         return {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + _b64(mp4_bytes(media))}}
     raise BackendError(f"cannot send media of kind {getattr(media, 'kind', type(media).__name__)!r}")
-
-
-def wav_bytes(audio: DecodedAudio) -> bytes:
-    import numpy as np
-
-    pcm = (np.clip(np.asarray(audio.samples, dtype=np.float32), -1.0, 1.0) * 32767.0).round().astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(audio.sample_rate)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
 
 
 def mp4_bytes(video: DecodedVideo) -> bytes:

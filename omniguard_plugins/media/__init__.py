@@ -9,7 +9,7 @@ The package reads top-down, every import pointing down: :mod:`.types` (limits, d
 types) <- :mod:`.sniff` (magic bytes) <- :mod:`.frames` (frame sampling) <- :mod:`.images`
 (stills and animations) <- :mod:`.audio_video` (ffmpeg, PyAV); :mod:`.fetch` (URLs, off by
 default) <- :mod:`.sources` (where bytes come from); and this module on top:
-:func:`decode_part` and :class:`MediaCache`.
+:func:`decode_part` and :class:`MediaCache`. :mod:`.pcm` holds the one WAV writer.
 """
 
 from __future__ import annotations
@@ -21,16 +21,17 @@ from typing import TYPE_CHECKING, Any
 
 from .._lru import LRU
 from ..errors import UnsupportedMedia
+from .pcm import wav_bytes
 from .sniff import check_declared, sniff_base64_kind, sniff_mime
 from .sources import read_source, sniff_kind
-from .types import DecodedAudio, DecodedImage, DecodedMedia, DecodedVideo, MediaLimits
+from .types import DecodedAudio, DecodedImage, DecodedMedia, DecodedVideo, MediaKey, MediaLimits
 
 if TYPE_CHECKING:
     from ..content import MediaPart
 
 __all__ = [
-    "DecodedAudio", "DecodedImage", "DecodedMedia", "DecodedVideo", "MediaCache", "MediaLimits",
-    "check_declared", "decode_part", "read_source", "sniff_base64_kind", "sniff_kind", "sniff_mime",
+    "DecodedAudio", "DecodedImage", "DecodedMedia", "DecodedVideo", "MediaCache", "MediaKey", "MediaLimits",
+    "check_declared", "decode_part", "read_source", "sniff_base64_kind", "sniff_kind", "sniff_mime", "wav_bytes",
 ]
 
 
@@ -44,7 +45,8 @@ class MediaCache(LRU[tuple[Any, ...], list[DecodedMedia]]):
 
     def __init__(self, max_items: int = 256) -> None:
         super().__init__(max_items, lock=True)
-        self._parts: weakref.WeakKeyDictionary[Any, tuple[MediaLimits, list[DecodedMedia]]] = weakref.WeakKeyDictionary()
+        self._parts: weakref.WeakKeyDictionary[Any, tuple[MediaLimits, list[DecodedMedia]]] = (
+            weakref.WeakKeyDictionary())
         self._parts_lock = threading.Lock()
 
     def recall_part(self, part: MediaPart, limits: MediaLimits) -> list[DecodedMedia] | None:

@@ -51,7 +51,8 @@ def sniff_base64_kind(text: str) -> str | None:
     if len(head) < 64 or not _B64_CHARS.match(head) or any(c.isspace() for c in head):
         return None
     try:
-        decoded = base64.urlsafe_b64decode(head) if ("-" in head or "_" in head) else base64.b64decode(head, validate=True)
+        urlsafe = "-" in head or "_" in head
+        decoded = base64.urlsafe_b64decode(head) if urlsafe else base64.b64decode(head, validate=True)
     except (binascii.Error, ValueError):
         return None
     return sniff_mime(decoded)[0]

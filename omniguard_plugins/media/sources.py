@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["read_source", "sniff_kind"]
 
-_DATA_URI = re.compile(r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,(?P<data>.*)$", re.S)
+_DATA_URI = re.compile(
+    r"^data:(?P<mime>[\w.+-]+/[\w.+-]+)?(?P<params>(?:;[\w-]+=[^;,]*)*)(?P<b64>;base64)?,(?P<data>.*)$", re.S)
 _B64_CHARS = re.compile(r"^[A-Za-z0-9+/=\s_-]+$")
 _B64_RUN = re.compile(r"[A-Za-z0-9+/=_-]")
 
@@ -113,7 +114,9 @@ def _read_url(s: str, limits: MediaLimits) -> bytes | None:
     return None
 
 
-def _read_untrusted_str(source: str, limits: MediaLimits, mime_hint: str | None, origin: str) -> tuple[bytes, str | None]:
+def _read_untrusted_str(
+    source: str, limits: MediaLimits, mime_hint: str | None, origin: str
+) -> tuple[bytes, str | None]:
     s = source.strip()
     if origin == "base64":
         return _b64decode(s), mime_hint

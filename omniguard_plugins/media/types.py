@@ -9,7 +9,12 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image as PILImage
 
-__all__ = ["DecodedAudio", "DecodedImage", "DecodedMedia", "DecodedVideo", "MediaLimits"]
+__all__ = ["DecodedAudio", "DecodedImage", "DecodedMedia", "DecodedVideo", "MediaKey", "MediaLimits"]
+
+#: one media item's identity, the same in every cache (results, tower outputs, encoded parts):
+#: its kind, the SHA-256 of the bytes it came from, and the ``(start_s, end_s)`` span it covers
+#: in that source (None: all of it), so two spans of one recording never share a cache entry
+MediaKey = tuple[str, str, "tuple[float, float] | None"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,10 @@ class DecodedImage:
     sha256: str
     kind: str = field(default="image", init=False)
 
+    @property
+    def key(self) -> MediaKey:
+        return ("image", self.sha256, None)
+
 
 @dataclass(frozen=True, eq=False)
 class DecodedAudio:
@@ -63,6 +72,19 @@ class DecodedAudio:
     def duration_s(self) -> float:
         return len(self.samples) / self.sample_rate
 
+    @property
+    def key(self) -> MediaKey:
+        return ("audio", self.sha256, self.window)
+
+    def span(self, start_s: float, end_s: float) -> DecodedAudio:
+        """The samples from ``start_s`` to ``end_s`` of this item (times relative to it), as a
+        window of the same source: its times are the source's, its key its own."""
+        base = self.window[0] if self.window else 0.0
+        a = max(0, int(round(start_s * self.sample_rate)))
+        b = min(len(self.samples), max(a + 1, int(round(end_s * self.sample_rate))))
+        return DecodedAudio(self.samples[a:b], self.sha256, self.sample_rate,
+                            window=(base + a / self.sample_rate, base + b / self.sample_rate))
+
 
 @dataclass(frozen=True, eq=False)
 class DecodedVideo:
@@ -71,11 +93,30 @@ class DecodedVideo:
     frames: np.ndarray
     fps: float
     sha256: str
+    #: (start_s, end_s) when this is a span of a longer clip (see :meth:`span`)
+    window: tuple[float, float] | None = None
     kind: str = field(default="video", init=False)
 
     @property
     def duration_s(self) -> float:
         return len(self.frames) / self.fps if self.fps else 0.0
+
+    @property
+    def key(self) -> MediaKey:
+        return ("video", self.sha256, self.window)
+
+    def span(self, start_s: float, end_s: float) -> DecodedVideo:
+        """The frames shown from ``start_s`` to ``end_s`` of this item, an even number of them
+        (the vision tower groups frames in pairs), as a window of the same source."""
+        import numpy as np
+
+        base = self.window[0] if self.window else 0.0
+        a = max(0, min(len(self.frames) - 1, int(start_s * self.fps + 1e-6)))
+        b = min(len(self.frames), max(a + 1, int(np.ceil(end_s * self.fps - 1e-6))))
+        frames = self.frames[a:b]
+        if len(frames) % 2:
+            frames = np.concatenate([frames, frames[-1:]])
+        return DecodedVideo(frames, self.fps, self.sha256, window=(base + a / self.fps, base + b / self.fps))
 
 
 DecodedMedia = Union[DecodedImage, DecodedAudio, DecodedVideo]

@@ -186,8 +186,8 @@ class TransformersBackend(BaseBackend):
     def encode(self, requests: Sequence[GenerationRequest]) -> dict[str, Any]:
         """The model inputs for these requests, left-padded into one batch (public so tests can
         assert on it). Requests already prepared are only collated."""
-        rows = [r.prepared if r.prepared is not None else encode_one(self.processor, r, context_tokens=self.context_tokens)
-                for r in requests]
+        rows = [r.prepared if r.prepared is not None
+                else encode_one(self.processor, r, context_tokens=self.context_tokens) for r in requests]
         return collate(rows, self.tokenizer.pad_token_id)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:

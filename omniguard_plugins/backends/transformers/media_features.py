@@ -28,16 +28,18 @@ KINDS = (
 
 
 def media_keys(requests: Sequence[Any]) -> dict[str, list[tuple[Any, ...]]]:
-    """Each media item's cache key, per kind, in the order the processor batched them."""
+    """Each media item's cache key, per kind, in the order the processor batched them: the
+    item's identity (``DecodedMedia.key``: kind, source hash, span) and the shape the processor
+    saw (one source decoded under other limits gives another grid, so other tower outputs)."""
     keys: dict[str, list[tuple[Any, ...]]] = {"image": [], "video": [], "audio": []}
     for req in requests:
         for m in req.media:
             if isinstance(m, DecodedImage):
-                keys["image"].append((m.sha256, m.image.size))
+                keys["image"].append((*m.key[1:], m.image.size))
             elif isinstance(m, DecodedVideo):
-                keys["video"].append((m.sha256, m.fps, m.frames.shape))
+                keys["video"].append((*m.key[1:], m.fps, m.frames.shape))
             elif isinstance(m, DecodedAudio):
-                keys["audio"].append((m.sha256, m.window, m.samples.shape))
+                keys["audio"].append((*m.key[1:], m.samples.shape))
     return keys
 
 
