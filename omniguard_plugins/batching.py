@@ -37,11 +37,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .backends.base import Backend, GenerationRequest, GenerationResult
 from ._batch_parts import BatcherHealth, BatchStats, State, backend_failure, media_nbytes
+from .backends.base import Backend, GenerationRequest, GenerationResult
 from .errors import BackendError, ConfigError, JudgeTimeout, OmniGuardError, OverloadedError
 
 if TYPE_CHECKING:
+    from .admission import Admission
     from .config import JudgeConfig
 
 __all__ = ["BatchStats", "BatcherHealth", "MicroBatcher", "media_nbytes"]
@@ -88,6 +89,7 @@ class MicroBatcher:
         long_cost: int = DEFAULT_LONG_COST,
         max_queue_wait_s: float | None = None,
         stuck_after_s: float = 120.0,
+        admission: Admission | None = None,
     ) -> None:
         if max_batch < 1:
             raise ConfigError("max_batch must be at least 1")
@@ -101,6 +103,9 @@ class MicroBatcher:
         self.max_queue_wait_s = max_queue_wait_s
         self.stuck_after_s = stuck_after_s
         self.stats = BatchStats()
+        #: the reservations callers take on arrival (see :mod:`~omniguard_plugins.admission`): each
+        #: batch's time feeds its estimate of a request's model work
+        self.admission = admission
         self._on_batch = on_batch
         self._pending: deque[_Item] = deque()
         self._media_bytes = 0
@@ -117,12 +122,13 @@ class MicroBatcher:
 
     @classmethod
     def from_config(
-        cls, backend: Backend, config: JudgeConfig, *, on_batch: Callable[[int, float], None] | None = None
+        cls, backend: Backend, config: JudgeConfig, *, on_batch: Callable[[int, float], None] | None = None,
+        admission: Admission | None = None,
     ) -> MicroBatcher:
         """The batcher a judge configuration asks for (batch size, waits and queue bounds)."""
         return cls(backend, max_batch=config.max_batch, max_wait_ms=config.max_wait_ms, on_batch=on_batch,
                    max_queued=config.max_queued, max_queued_media_bytes=config.max_queued_media_bytes,
-                   max_queue_wait_s=config.timeout_s, stuck_after_s=config.timeout_s)
+                   max_queue_wait_s=config.timeout_s, stuck_after_s=config.timeout_s, admission=admission)
 
     @property
     def queue_depth(self) -> int:
@@ -367,6 +373,8 @@ class MicroBatcher:
         with self._cond:
             self._failures = 0
             self._batch_s = elapsed if not self._batch_s else 0.8 * self._batch_s + 0.2 * elapsed
+        if self.admission is not None:
+            self.admission.observe(len(group), elapsed)
         self.stats.batches += 1
         self.stats.requests += len(group)
         self.stats.batch_sizes[len(group)] += 1

@@ -10,14 +10,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from .backends.transformers.fast_paths import FastPaths
 from .errors import ConfigError
 from .media import MediaLimits
 from .policy import Policy
 from .prompt import DEFAULT_MAX_TEXT_CHARS
 from .verdict import Mode
+
+if TYPE_CHECKING:
+    from .backends.transformers.fast_paths import FastPaths
 
 __all__ = ["DEFAULT_MODEL", "JudgeConfig", "OnError"]
 
@@ -56,6 +58,12 @@ class JudgeConfig:
     max_queued: int = 256
     #: ... and decoded media bytes held by waiting requests (memory stays bounded). 0: unbounded
     max_queued_media_bytes: int = 1 << 30
+    #: admission on arrival (omniguard_plugins.admission): a check (or a server request, from the
+    #: moment it arrives) that would wait longer than this for the model is refused at once with
+    #: OverloadedError (a blocking verdict in process; 429 with Retry-After from the server).
+    #: None: derived, twice the recent batch time (0.1 s at least, timeout_s / 4 at most); 0: off,
+    #: callers wait (only max_queued refuses)
+    max_queue_delay_s: float | None = None
     #: characters of text in one check, refused (TextTooLarge) before rendering or tokenising.
     #: 0: no cap (the backend's token cap against the model's context still applies)
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
@@ -63,9 +71,10 @@ class JudgeConfig:
     #: transformers backend on CUDA: decode over static KV buffers, replaying captured CUDA
     #: graphs. Off by default until a GPU benchmark shows it pays (bench/RESULTS.md)
     decode_graphs: bool = False
-    #: the transformers backend's speed paths (each gives the same answers; see FastPaths), from
-    #: YAML ``fast_paths: {prefix-cache: off}`` or ``OMNIGUARD_FAST_PATHS="prefix-cache=off"``
-    fast_paths: FastPaths = field(default_factory=FastPaths)
+    #: the transformers backend's speed paths (each gives the same answers; see its FastPaths), from
+    #: YAML ``fast_paths: {prefix-cache: off}`` or ``OMNIGUARD_FAST_PATHS="prefix-cache=off"``.
+    #: Its module is imported when a configuration is built, not when the package is
+    fast_paths: FastPaths = field(default_factory=lambda: _fast_paths_type()())
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -81,9 +90,15 @@ class JudgeConfig:
         for bound in ("max_queued", "max_queued_media_bytes", "max_text_chars"):
             if getattr(self, bound) < 0:
                 raise ConfigError(f"{bound} must be 0 (unbounded) or positive, got {getattr(self, bound)}")
+        if self.max_queue_delay_s is not None and not self.max_queue_delay_s >= 0:
+            raise ConfigError(f"max_queue_delay_s must be 0 (off), positive, or unset (derived), "
+                              f"got {self.max_queue_delay_s}")
+        object.__setattr__(self, "fast_paths", _fast_paths_type().coerce(self.fast_paths))
 
     @classmethod
-    def load(cls, config_file: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any) -> JudgeConfig:
+    def load(
+        cls, config_file: str | Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+    ) -> JudgeConfig:
         """Defaults < YAML (``config_file`` or ``OMNIGUARD_CONFIG``) < environment < overrides."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
@@ -109,8 +124,6 @@ class JudgeConfig:
                 raise ConfigError(f"unknown judge setting {key!r}")
         if "policy" in top:
             top["policy"] = Policy.coerce(top["policy"])
-        if "fast_paths" in top:
-            top["fast_paths"] = FastPaths.coerce(top["fast_paths"])
         if isinstance(top.get("media"), Mapping):
             media = {**top["media"], **media}
             top.pop("media")
@@ -135,7 +148,8 @@ class JudgeConfig:
 def _coerce_top(values: dict[str, Any]) -> dict[str, Any]:
     types = {"max_batch": int, "max_wait_ms": float, "max_new_tokens": int, "threshold": float,
              "timeout_s": float, "cache_size": int, "explain_unsafe": _bool, "decode_graphs": _bool,
-             "max_queued": int, "max_queued_media_bytes": int, "max_text_chars": int}
+             "max_queued": int, "max_queued_media_bytes": int, "max_text_chars": int,
+             "max_queue_delay_s": _delay}
     out = dict(values)
     for key, conv in types.items():
         if key in out and isinstance(out[key], str):
@@ -162,6 +176,22 @@ def _coerce_media(values: dict[str, Any]) -> dict[str, Any]:
         elif f.name == "url_allowlist" and f.name in out:
             out[f.name] = tuple(out[f.name])
     return out
+
+
+def _fast_paths_type() -> type[FastPaths]:
+    """The transformers backend's switches, imported when first needed: ``import omniguard_plugins``
+    loads no backend module."""
+    from .backends.transformers.fast_paths import FastPaths
+
+    return FastPaths
+
+
+def _delay(value: str) -> float | None:
+    """``auto`` (derived), ``off`` (0) or seconds."""
+    v = value.strip().lower()
+    if v in ("auto", ""):
+        return None
+    return 0.0 if v in ("off", "none") else float(v)
 
 
 def _bool(value: str | bool) -> bool:
@@ -196,6 +226,7 @@ _ENV = {
     "OMNIGUARD_DECODE_GRAPHS": "decode_graphs",
     "OMNIGUARD_MAX_QUEUED": "max_queued",
     "OMNIGUARD_MAX_QUEUED_MEDIA_BYTES": "max_queued_media_bytes",
+    "OMNIGUARD_MAX_QUEUE_DELAY_S": "max_queue_delay_s",
     "OMNIGUARD_MAX_TEXT_CHARS": "max_text_chars",
     "OMNIGUARD_FAST_PATHS": "fast_paths",
 }

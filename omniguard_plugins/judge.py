@@ -20,16 +20,17 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Literal, Union
 
 from ._checkflow import CheckSpec, Flow, FlowSettings, check_flow, generation_flow
 from ._runner import Runner
+from .admission import Admission
 from .backends.base import Backend, GenerationRequest, GenerationResult
 from .batching import MicroBatcher
 from .config import JudgeConfig
 from .content import Conversation, MediaPart, PartLike, Text, to_parts
 from .doors import Ask
-from .errors import BackendError, ConfigError, OmniGuardError
+from .errors import BackendError, ConfigError, OmniGuardError, OverloadedError
 from .media import MediaCache
 from .policy import Policy
 from .prompt import Direction, shared_prefix_chars
@@ -46,6 +47,9 @@ ConversationBuilder = Callable[[], Conversation]
 #: builder (a dict of ``check()`` arguments still works, deprecated: build an Ask)
 CheckInput = Union["Ask", Conversation, ConversationBuilder, Mapping[str, Any]]
 _MODES = ("verdict", "critique", "score")
+#: what a check shed for overload gives: a verdict decided by on_error, or the OverloadedError
+#: raised (the server answers it 429 with Retry-After instead of sending a verdict)
+Shed = Literal["verdict", "raise"]
 
 
 @dataclass
@@ -100,6 +104,8 @@ class OmniGuard:
         self._backend = backend
         self._backend_lock = threading.Lock()
         self._batcher: MicroBatcher | None = None
+        #: reservations taken when a check (or a server request) arrives; see omniguard_plugins.admission
+        self.admission = Admission.from_config(config)
         self.media_cache = MediaCache()
         self.stats = JudgeStats()
         self._listeners: list[Callable[[Verdict], None]] = []
@@ -157,7 +163,7 @@ class OmniGuard:
             backend = self.backend
             with self._backend_lock:
                 if self._batcher is None:
-                    self._batcher = MicroBatcher.from_config(backend, self.config)
+                    self._batcher = MicroBatcher.from_config(backend, self.config, admission=self.admission)
         return self._batcher
 
     def add_listener(self, callback: Callable[[Verdict], None]) -> None:
@@ -191,12 +197,16 @@ class OmniGuard:
         mode: Mode | None = None,
         policy: Policy | Mapping[str, Any] | None = None,
         explain_unsafe: bool | None = None,
+        shed: Shed = "verdict",
     ) -> Verdict:
         """Judge one turn (or one :class:`~omniguard_plugins.doors.Ask`). ``direction`` defaults
         to ``"output"`` when there is an assistant turn, else ``"input"``. Never raises for bad
-        content unless ``on_error="raise"``."""
+        content unless ``on_error="raise"``. A check that would wait past the queue-delay bound
+        is refused at once (``OverloadedError``: a blocking verdict under ``on_error="block"``,
+        raised with ``shed="raise"``); ``max_queue_delay_s=0`` makes checks wait instead."""
         ask = self._ask(conversation, user, assistant, direction, mode, policy, explain_unsafe)
-        return self._runner.drive([self._check_flow(ask)], self.config.timeout_s)[0]
+        with self.admission.reserved(1) as refused:
+            return self._runner.drive([self._check_flow(ask, refused, shed)], self.config.timeout_s)[0]
 
     async def acheck(
         self,
@@ -208,23 +218,30 @@ class OmniGuard:
         mode: Mode | None = None,
         policy: Policy | Mapping[str, Any] | None = None,
         explain_unsafe: bool | None = None,
+        shed: Shed = "verdict",
     ) -> Verdict:
         ask = self._ask(conversation, user, assistant, direction, mode, policy, explain_unsafe)
-        return (await self._runner.adrive([self._check_flow(ask)], self.config.timeout_s, offload=self._offload([ask])))[0]
+        with self.admission.reserved(1) as refused:
+            flows = [self._check_flow(ask, refused, shed)]
+            return (await self._runner.adrive(flows, self.config.timeout_s, offload=self._offload([ask])))[0]
 
     def check_many(
-        self, items: Iterable[CheckInput], *, direction: Direction | None = None, mode: Mode | None = None
+        self, items: Iterable[CheckInput], *, direction: Direction | None = None, mode: Mode | None = None,
+        shed: Shed = "verdict",
     ) -> list[Verdict]:
         """Judge many turns together; their model requests share batches. Order is kept."""
         asks = self._asks(items, direction, mode)
-        return self._runner.drive([self._check_flow(a) for a in asks], self.config.timeout_s)
+        with self.admission.reserved(len(asks)) as refused:
+            return self._runner.drive([self._check_flow(a, refused, shed) for a in asks], self.config.timeout_s)
 
     async def acheck_many(
-        self, items: Iterable[CheckInput], *, direction: Direction | None = None, mode: Mode | None = None
+        self, items: Iterable[CheckInput], *, direction: Direction | None = None, mode: Mode | None = None,
+        shed: Shed = "verdict",
     ) -> list[Verdict]:
         asks = self._asks(items, direction, mode)
-        return await self._runner.adrive([self._check_flow(a) for a in asks], self.config.timeout_s,
-                                         offload=self._offload(asks))
+        with self.admission.reserved(len(asks)) as refused:
+            return await self._runner.adrive([self._check_flow(a, refused, shed) for a in asks], self.config.timeout_s,
+                                             offload=self._offload(asks))
 
     # ------------------------------------------------------------------ raw generation
 
@@ -318,15 +335,19 @@ class OmniGuard:
 
     # ------------------------------------------------------------------ one check, and on_error
 
-    def _check_flow(self, ask: _Ask) -> Flow:
+    def _check_flow(self, ask: _Ask, refused: OverloadedError | None = None, shed: Shed = "verdict") -> Flow:
         started = time.perf_counter()
         try:
+            if refused is not None:  # no reservation: refused on arrival, nothing converted or queued
+                raise refused
             spec = _spec(ask)
             direction = spec.direction
             outcome: Verdict | OmniGuardError = yield from check_flow(spec, self._settings)
         except OmniGuardError as exc:
             direction = ask.direction or "input"
             outcome = exc
+        if shed == "raise" and isinstance(outcome, OverloadedError):
+            raise outcome
         verdict = self._decide(outcome)
         verdict = verdict.with_(latency_ms=(time.perf_counter() - started) * 1000.0, direction=direction, mode=ask.mode)
         self.stats.cache_hits = self._runner.cache_hits
