@@ -1,0 +1,23 @@
+"""Live voice and video sessions: PCM windows, sampled camera frames, turn checks, and the
+agent's outgoing text on the stream rail, each verdict with its time span in the session.
+Framework-free; the pipecat and LiveKit doors only map their frames in and decisions out."""
+
+from __future__ import annotations
+
+from ._frames import to_pil
+from ._pcm import TARGET_RATE, PcmStream, Ring, wav_bytes
+from .errors import LiveInputError
+from .session import LiveSession, LiveSettings, LiveStats, LiveVerdict
+
+__all__ = [
+    "TARGET_RATE",
+    "LiveInputError",
+    "LiveSession",
+    "LiveSettings",
+    "LiveStats",
+    "LiveVerdict",
+    "PcmStream",
+    "Ring",
+    "to_pil",
+    "wav_bytes",
+]
