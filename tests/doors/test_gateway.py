@@ -1,7 +1,13 @@
 """The guarded gateway (``omniguard serve --upstream``) in front of a small upstream LLM, both
-real processes on loopback, driven by the official ``openai`` client."""
+real processes on loopback, driven by the official ``openai`` client and raw SSE. It judges
+everything an upstream answer carries before the client sees it: text, tool calls, spoken audio
+(a WAV whole; 16-bit PCM pieces with their transcript when streamed) and ``reasoning_content``."""
 
 from __future__ import annotations
+
+import base64
+import json
+import time
 
 import httpx
 import openai
@@ -9,7 +15,19 @@ import pytest
 from door_helpers import UPSTREAM_KEY, seen, start_guard
 from door_media import BLUE, RED, audio_part, image_part, text_part
 from serve_helpers import TOKEN, free_port
-from upstream_app import REPLIES
+from upstream_app import CARRIES, REPLIES, SPEECH
+
+from omniguard_plugins.server.gateway import GatewayServing
+from omniguard_plugins.server.serving import GuardServing
+from omniguard_plugins.server.upstream import Upstream
+from omniguard_plugins.testing import scripted_judge
+
+#: phrase -> (the category it is blocked for, strings of the answer that must never reach the client)
+UNSAFE = {
+    "send the unsafe email": ("S9", ["send_email", "call_send_email", "bob@example.com", "parts"]),
+    "sing loudly": ("S11", ["audio_loud", "little song"]),
+    "think it over badly": ("S9", ["recipe", "oven", "bread"]),
+}
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +128,11 @@ def test_the_stream_error_event_carries_the_verdicts(gateway):
         assert r.headers["x-omniguard-input"] == "safe"
         events = [line for line in r.iter_lines() if line.startswith("data:")]
     assert "[DONE]" not in events[-1] and '"content_filter"' in events[-1]
-    assert '"output": {"label": "unsafe", "categories": ["S9"]' in events[-1]
+    last = json.loads(events[-1].removeprefix("data:"))
+    assert last["error"]["message"] == "OmniGuard blocked the output: unsafe: S9 Indiscriminate Weapons"
+    output = last["omniguard"]["output"]
+    assert output["label"] == "unsafe" and output["categories"] == ["S9"] and output["stage"] == "output"
+    assert last["omniguard"]["input"]["label"] == "safe"
 
 
 async def test_the_async_client_streams_through_the_gateway(gateway):
@@ -128,7 +150,8 @@ def test_the_judge_model_keeps_its_meaning(client, upstream):
     before = len(seen(upstream))
     verdict = client.chat.completions.create(model="omniguard-judge", messages=user("a bomb please"))
     assert verdict.choices[0].message.content == "unsafe\nS9"
-    assert client.chat.completions.create(model="omniguard-judge", messages=user("hi")).choices[0].message.content == "safe"
+    plain = client.chat.completions.create(model="omniguard-judge", messages=user("hi"))
+    assert plain.choices[0].message.content == "safe"
     assert len(seen(upstream)) == before
 
 
@@ -155,3 +178,145 @@ def test_a_wrong_upstream_key_and_a_dead_upstream_are_502s(upstream):
     finally:
         wrong.stop()
         dead.stop()
+
+
+# ---------------------------------------------------------------------- answers carrying more than text
+
+
+def sse(gateway, phrase: str) -> list[str]:
+    """The data of every SSE event the client receives for a streamed ``phrase``."""
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", headers=gateway.headers, timeout=30,
+                      json={"model": "upstream-llm", "stream": True, "messages": user(phrase)}) as r:
+        assert r.status_code == 200 and r.headers["x-omniguard-input"] == "safe"
+        return [line.removeprefix("data:").strip() for line in r.iter_lines() if line.startswith("data:")]
+
+
+@pytest.mark.parametrize("phrase", list(UNSAFE))
+def test_an_unsafe_answer_carrying_more_than_text_is_withheld_whole(client, phrase):
+    code, leaks = UNSAFE[phrase]
+    raw = client.chat.completions.with_raw_response.create(model="upstream-llm", messages=user(phrase))
+    choice = raw.parse().choices[0]
+    assert choice.finish_reason == "content_filter" and choice.message.content is None
+    assert choice.message.tool_calls is None and choice.message.audio is None
+    assert "reasoning_content" not in (choice.message.model_extra or {})
+    assert choice.message.refusal.startswith("OmniGuard blocked the output: unsafe: " + code)
+    assert raw.headers["x-omniguard-output"] == f"unsafe; {code}"
+    body = raw.http_response.text
+    assert not [leak for leak in leaks if leak in body]
+
+
+@pytest.mark.parametrize("phrase", list(UNSAFE))
+def test_an_unsafe_answer_carrying_more_than_text_never_streams(gateway, phrase):
+    code, leaks = UNSAFE[phrase]
+    events = sse(gateway, phrase)
+    shown, last = events[:-1], json.loads(events[-1])
+    assert last["error"]["code"] == "content_filter" and last["omniguard"]["output"]["categories"] == [code]
+    assert not [leak for leak in leaks if any(leak in event for event in events)]
+    # nothing of a tool call or of the audio, not even the first piece with its name or id
+    assert not [e for e in shown if '"tool_calls"' in e or '"audio"' in e]
+
+
+def test_a_safe_tool_call_arrives_whole(client, gateway):
+    expected = CARRIES["send the safe email"]["tool_calls"][0]
+    raw = client.chat.completions.with_raw_response.create(model="upstream-llm", messages=user("send the safe email"))
+    choice = raw.parse().choices[0]
+    assert choice.finish_reason == "tool_calls" and raw.headers["x-omniguard-output"] == "safe"
+    assert choice.message.tool_calls[0].function.arguments == expected["function"]["arguments"]
+    events = sse(gateway, "send the safe email")
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    pieces = [c["choices"][0]["delta"].get("tool_calls") for c in chunks if c.get("choices")]
+    calls = [call for piece in pieces if piece for call in piece]
+    assert calls[0]["id"] == expected["id"] and calls[0]["function"]["name"] == "send_email"
+    assert "".join(c["function"]["arguments"] for c in calls) == expected["function"]["arguments"]
+    finishing = next(c for c in chunks if c.get("omniguard"))
+    assert finishing["choices"][0]["finish_reason"] == "tool_calls"
+    assert finishing["omniguard"]["output"]["label"] == "safe"
+
+
+def test_a_safe_spoken_answer_arrives_with_its_output_verdict(client, gateway):
+    raw = client.chat.completions.with_raw_response.create(model="upstream-llm", messages=user("sing quietly"))
+    completion = raw.parse()
+    audio = completion.choices[0].message.audio
+    assert audio.transcript == CARRIES["sing quietly"]["audio"]["transcript"] and audio.data
+    assert completion.choices[0].message.content is None
+    # an audio-only answer is judged: its verdict is in the body and the header
+    assert raw.headers["x-omniguard-output"] == "safe"
+    assert completion.model_extra["omniguard"]["output"]["label"] == "safe"
+    events = sse(gateway, "sing quietly")
+    chunks = [json.loads(e) for e in events[:-1]]
+    pcm = b"".join(base64.b64decode(c["choices"][0]["delta"]["audio"]["data"]) for c in chunks
+                   if c.get("choices") and "data" in (c["choices"][0]["delta"].get("audio") or {}))
+    assert pcm == SPEECH["audio_quiet"] and events[-1] == "[DONE]"
+    assert next(c for c in chunks if c.get("omniguard"))["omniguard"]["output"]["label"] == "safe"
+
+
+def test_safe_reasoning_arrives_whole(client, gateway):
+    message = client.chat.completions.create(model="upstream-llm", messages=user("think it over")).choices[0].message
+    assert message.model_extra["reasoning_content"] == CARRIES["think it over"]["reasoning_content"]
+    chunks = [json.loads(e) for e in sse(gateway, "think it over")[:-1]]
+    deltas = [c["choices"][0]["delta"] for c in chunks if c.get("choices")]
+    assert "".join(d.get("reasoning_content") or "" for d in deltas) == CARRIES["think it over"]["reasoning_content"]
+    assert "".join(d.get("content") or "" for d in deltas) == CARRIES["think it over"]["content"]
+
+
+# ---------------------------------------------------------------------- a slow upstream
+
+
+@pytest.fixture(scope="module")
+def impatient(upstream):
+    """A gateway whose requests answer 504 after 2 s (``--request-timeout``), the upstream too."""
+    server = start_guard("--backend-factory", "door_backends:doors", "--upstream", f"{upstream.url}/v1",
+                         "--upstream-key", UPSTREAM_KEY, "--request-timeout", "2", token=TOKEN)
+    yield server
+    server.stop()
+
+
+def upstream_saw_the_client_go(upstream, phrase: str) -> bool:
+    """Whether the upstream recorded that the request for ``phrase`` was dropped (waits up to 10 s
+    for it to notice)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        mine = [s for s in seen(upstream) if phrase in json.dumps(s["body"]["messages"])]
+        if mine and all(s.get("disconnected") for s in mine):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_slow_upstream_is_a_504_and_is_cancelled(impatient, upstream, stream):
+    phrase = f"answer slowly ({'streamed' if stream else 'whole'})"
+    client = openai.OpenAI(base_url=f"{impatient.url}/v1", api_key=TOKEN, max_retries=0)
+    with pytest.raises(openai.InternalServerError) as err:
+        client.chat.completions.create(model="upstream-llm", messages=user(phrase), stream=stream)
+    assert err.value.status_code == 504 and err.value.code == "upstream_timeout"
+    assert err.value.body["type"] == "timeout_error" and "did not answer within" in err.value.message
+    assert upstream_saw_the_client_go(upstream, phrase)
+
+
+def test_a_stream_that_stalls_ends_with_an_error_event_and_is_cancelled(impatient, upstream):
+    with httpx.stream("POST", f"{impatient.url}/v1/chat/completions", headers=impatient.headers, timeout=30,
+                      json={"model": "upstream-llm", "stream": True, "messages": user("stall mid-stream")}) as r:
+        assert r.status_code == 200
+        events = [line.removeprefix("data:").strip() for line in r.iter_lines() if line.startswith("data:")]
+    last = json.loads(events[-1])
+    assert last["error"]["code"] == "upstream_timeout" and last["error"]["type"] == "timeout_error"
+    assert "stopped streaming" in last["error"]["message"] and "[DONE]" not in events
+    # what the upstream said before it stalled was never covered by a safe window: not shown
+    assert not [e for e in events[:-1] if "Once upon" in e]
+    assert upstream_saw_the_client_go(upstream, "stall mid-stream")
+
+
+async def test_the_gateway_lists_the_upstreams_models(upstream):
+    judge = scripted_judge({"bomb": "S9"})
+    gateway = GatewayServing(GuardServing(judge), Upstream(f"{upstream.url}/v1", UPSTREAM_KEY),
+                             error_event=lambda exc: {"error": {"message": str(exc)}})
+    try:
+        listing = await gateway.list_models()
+    finally:
+        await gateway.upstream.aclose()
+        judge.close()
+    assert listing["object"] == "list"
+    assert [(m["id"], m["owned_by"]) for m in listing["data"]] == [("upstream-llm", "test"),
+                                                                   ("omniguard-judge", "omniguard")]

@@ -1,9 +1,14 @@
 """A small OpenAI-compatible upstream LLM for gateway and LiteLLM tests (run on 127.0.0.1).
 
 Replies are scripted: ``REPLIES`` maps a phrase in the last user message to the answer; any
-other message is answered ``"You said: <text>."``. Streams go word by word. Every request it
-receives is recorded (body and Authorization header) and listed at ``GET /_seen``, so a test
-can tell what reached the upstream and what the guard stopped before it.
+other message is answered ``"You said: <text>."``. Streams go word by word. ``CARRIES`` maps a
+phrase to an answer that carries more than text (tool calls, spoken audio, reasoning), streamed
+as OpenAI streams them (a tool call's name and id first, then its arguments in pieces; audio as
+16-bit PCM at 24 kHz in pieces, with its transcript). ``SLOW`` phrases make it slow: an answer
+that never comes, or a stream that stops after two chunks; it waits (up to a minute) until the
+client goes away and records that. Every request it receives is recorded (body, Authorization
+header, ``disconnected`` once the client left early) and listed at ``GET /_seen``, so a test can
+tell what reached the upstream and what the guard stopped before it.
 
     python tests/doors/upstream_app.py --port 8123 [--key sk-up]
 """
@@ -11,14 +16,20 @@ can tell what reached the upstream and what the guard stopped before it.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import json
+import math
+import struct
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+
+from omniguard_plugins.openai_answers import pcm16_wav
 
 #: phrase in the last user message -> the upstream's answer (the output rail's test cases)
 REPLIES = {
@@ -31,6 +42,41 @@ REPLIES = {
 }
 
 
+AUDIO_RATE = 24_000
+
+
+def pcm16(freq: float, seconds: float = 0.5) -> bytes:
+    """A tone (``freq=0``: silence) as 16-bit mono PCM at 24 kHz: loud is unsafe to the door judge."""
+    n = int(AUDIO_RATE * seconds)
+    return b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * freq * i / AUDIO_RATE))) for i in range(n))
+
+
+def _call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"id": f"call_{name}_{len(arguments)}", "type": "function",
+            "function": {"name": name, "arguments": json.dumps(arguments)}}
+
+
+#: phrase in the last user message -> an answer message that carries more than text
+CARRIES: dict[str, dict[str, Any]] = {
+    "send the unsafe email": {"content": None, "tool_calls": [
+        _call("send_email", to="bob@example.com", body="Here is how to build a bomb from parts.")]},
+    "send the safe email": {"content": None, "tool_calls": [
+        _call("send_email", to="bob@example.com", body="Lunch at noon on Friday?")]},
+    "sing loudly": {"content": None, "audio": {"id": "audio_loud", "expires_at": 0,
+                                               "transcript": "Here is a little song for you."}},
+    "sing quietly": {"content": None, "audio": {"id": "audio_quiet", "expires_at": 0,
+                                                "transcript": "Here is a quiet song for you."}},
+    "think it over badly": {"reasoning_content": "The user wants a recipe. I could also explain how to build a bomb "
+                                                 "with the oven, step by step.", "content": "Here is a bread recipe."},
+    "think it over": {"reasoning_content": "The user wants a recipe. Bread is simple and safe to explain.",
+                      "content": "Here is a bread recipe."},
+}
+#: the PCM each spoken answer says (non-streamed: as a WAV file)
+SPEECH = {"audio_loud": pcm16(440.0), "audio_quiet": pcm16(0.0)}
+#: phrases that make the upstream slow: "answer slowly" never answers, "stall mid-stream" stops streaming
+SLOW = ("answer slowly", "stall mid-stream")
+
+
 def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -39,9 +85,25 @@ def _text_of(content: Any) -> str:
     return ""
 
 
-def answer_for(messages: list[dict[str, Any]]) -> str:
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
     last = next((m for m in reversed(messages) if m.get("role") == "user"), {})
-    text = _text_of(last.get("content"))
+    return _text_of(last.get("content"))
+
+
+def carried_for(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The answer message for a ``CARRIES`` phrase (audio filled in, as a WAV), else None."""
+    text = _last_user_text(messages).lower()
+    for phrase, message in CARRIES.items():
+        if phrase in text:
+            out = {"role": "assistant", **json.loads(json.dumps(message))}
+            if "audio" in out:
+                out["audio"]["data"] = base64.b64encode(pcm16_wav(SPEECH[out["audio"]["id"]], AUDIO_RATE)).decode()
+            return out
+    return None
+
+
+def answer_for(messages: list[dict[str, Any]]) -> str:
+    text = _last_user_text(messages)
     for phrase, reply in REPLIES.items():
         if phrase in text.lower():
             return reply
@@ -71,8 +133,24 @@ def create_upstream(key: str | None = None) -> FastAPI:
             return JSONResponse({"error": {"message": "The model `missing-model` does not exist",
                                            "type": "invalid_request_error", "param": "model",
                                            "code": "model_not_found"}}, status_code=404)
-        reply = answer_for(body.get("messages") or [])
+        messages = body.get("messages") or []
         head = {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": body.get("model")}
+        slow = next((p for p in SLOW if p in _last_user_text(messages).lower()), None)
+        if slow == "answer slowly":
+            await _until_gone(request, seen[-1])
+            return {**head, "object": "chat.completion", "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "Finally."}, "finish_reason": "stop"}]}
+        if slow == "stall mid-stream":
+            return StreamingResponse(_stalled(head, request, seen[-1]), media_type="text/event-stream")
+        carried = carried_for(messages)
+        if carried is not None:
+            finish = "tool_calls" if carried.get("tool_calls") else "stop"
+            if not body.get("stream"):
+                return {**head, "object": "chat.completion",
+                        "choices": [{"index": 0, "message": carried, "finish_reason": finish}],
+                        "usage": {"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}}
+            return StreamingResponse(_sse_carried(head, carried, finish), media_type="text/event-stream")
+        reply = answer_for(messages)
         if not body.get("stream"):
             words = len(reply.split())
             return {**head, "object": "chat.completion",
@@ -85,11 +163,62 @@ def create_upstream(key: str | None = None) -> FastAPI:
     return app
 
 
+def _chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None = None) -> str:
+    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+    body = {**head, "object": "chat.completion.chunk", "choices": [choice]}
+    return f"data: {json.dumps(body)}\n\n"
+
+
+async def _until_gone(request: Request, entry: dict[str, Any], limit_s: float = 60.0) -> None:
+    """Wait until the client disconnects (recorded in ``entry``) or ``limit_s`` passes."""
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if await request.is_disconnected():
+            entry["disconnected"] = True
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _stalled(head: dict[str, Any], request: Request, entry: dict[str, Any]) -> AsyncIterator[str]:
+    yield _chunk(head, {"role": "assistant", "content": "Once upon"})
+    yield _chunk(head, {"content": " a time"})
+    try:
+        await asyncio.sleep(60)
+    except asyncio.CancelledError:  # Starlette cancels the stream when the client goes away
+        entry["disconnected"] = True
+        raise
+
+
+def _sse_carried(head: dict[str, Any], message: dict[str, Any], finish: str) -> Iterator[str]:
+    """A carried answer as OpenAI streams it: reasoning and content word by word, each tool call
+    as its name and id then its arguments in 8-character pieces, audio as transcript pieces and
+    then 16-bit PCM in 4800-byte pieces."""
+    yield _chunk(head, {"role": "assistant", "content": None})
+    for key in ("reasoning_content", "content"):
+        words = (message.get(key) or "").split(" ")
+        for i, word in enumerate(w for w in words if w):
+            yield _chunk(head, {key: word if i == 0 else " " + word})
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call["function"]
+        yield _chunk(head, {"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                            "function": {"name": function["name"], "arguments": ""}}]})
+        arguments = function["arguments"]
+        for at in range(0, len(arguments), 8):
+            yield _chunk(head, {"tool_calls": [{"index": index, "function": {"arguments": arguments[at:at + 8]}}]})
+    audio = message.get("audio")
+    if audio:
+        for word in audio["transcript"].split(" "):
+            yield _chunk(head, {"audio": {"id": audio["id"], "transcript": word + " "}})
+        pcm = SPEECH[audio["id"]]
+        for at in range(0, len(pcm), 4800):
+            yield _chunk(head, {"audio": {"id": audio["id"], "data": base64.b64encode(pcm[at:at + 4800]).decode()}})
+    yield _chunk(head, {}, finish)
+    yield "data: [DONE]\n\n"
+
+
 def _sse(head: dict[str, Any], reply: str, usage: bool) -> Iterator[str]:
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-        body = {**head, "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-        return f"data: {json.dumps(body)}\n\n"
+        return _chunk(head, delta, finish)
 
     yield chunk({"role": "assistant", "content": ""})
     words = reply.split(" ")
