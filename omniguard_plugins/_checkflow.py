@@ -1,7 +1,8 @@
 """The flow of one check (and of one raw generation), written once as a generator.
 
 A flow renders the prompt, decodes media, *yields* the model requests it needs and receives
-their results, possibly twice (a critique for an unsafe verdict), and returns what it made.
+their results, possibly more than once (a critique for an unsafe verdict; the rounds that
+localize it, see :mod:`._localize`), and returns what it made.
 It knows nothing of threads, event loops, caches or ``on_error``: the runner drives it (sync or
 async), and the judge decides what a failure means. Anything that goes wrong is raised as an
 ``OmniGuardError``; a model answer the parser cannot read comes back as a Verdict with
@@ -15,6 +16,7 @@ from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ._localize import Localize, localize_flow
 from .answer_format import LABEL_PREFIX
 from .backends.base import GenerationRequest, GenerationResult
 from .content import Conversation, MediaPart
@@ -46,6 +48,8 @@ class CheckSpec:
     mode: Mode
     policy: Policy
     explain_unsafe: bool
+    #: narrow an unsafe verdict down to its evidence (see :mod:`._localize`)
+    localize: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,8 @@ class FlowSettings:
     max_new_tokens: int
     threshold: float
     max_text_chars: int
+    #: resolution and cap of localization
+    localize: Localize = Localize()
 
 
 def decode_labelled(parts: Sequence[MediaPart], settings: FlowSettings) -> tuple[DecodedMedia, ...]:
@@ -122,7 +128,10 @@ def check_flow(spec: CheckSpec, settings: FlowSettings) -> Flow:
         extra = _parse(explained.results[0], spec, settings.threshold)
         # the label stays the verdict's; the continuation only adds the critique
         verdict = verdict.with_(critique=extra.critique, raw=extra.raw if not extra.error else verdict.raw)
-    return verdict.with_(cached=step.cached, details={**verdict.details, **details})
+    verdict = verdict.with_(cached=step.cached, details={**verdict.details, **details})
+    if spec.localize and not verdict.safe and not verdict.error:
+        verdict = yield from localize_flow(spec, settings, verdict)
+    return verdict
 
 
 def generation_flow(request: GenerationRequest, parts: Sequence[MediaPart], settings: FlowSettings) -> Flow:

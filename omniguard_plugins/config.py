@@ -19,6 +19,7 @@ from .prompt import DEFAULT_MAX_TEXT_CHARS
 from .verdict import Mode
 
 if TYPE_CHECKING:
+    from ._localize import Localize
     from .backends.transformers.fast_paths import FastPaths
 
 __all__ = ["DEFAULT_MODEL", "JudgeConfig", "OnError"]
@@ -75,6 +76,14 @@ class JudgeConfig:
     #: YAML ``fast_paths: {prefix-cache: off}`` or ``OMNIGUARD_FAST_PATHS="prefix-cache=off"``.
     #: Its module is imported when a configuration is built, not when the package is
     fast_paths: FastPaths = field(default_factory=lambda: _fast_paths_type()())
+    #: fill an unsafe verdict's ``evidence`` (which part, characters, seconds) by judging its
+    #: parts apart and bisecting the unsafe ones; each check may also ask with ``localize=``
+    localize: bool = False
+    #: extra checks one localized verdict may spend (evidence it stopped narrowing says ``capped``)
+    localize_max_checks: int = 48
+    #: the finest evidence: sentences of text, seconds of audio or video
+    localize_sentences: int = 1
+    localize_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         if self.mode not in _MODES:
@@ -94,6 +103,7 @@ class JudgeConfig:
             raise ConfigError(f"max_queue_delay_s must be 0 (off), positive, or unset (derived), "
                               f"got {self.max_queue_delay_s}")
         object.__setattr__(self, "fast_paths", _fast_paths_type().coerce(self.fast_paths))
+        self.localize_limits  # noqa: B018 - a resolution or cap that cannot work is refused now
 
     @classmethod
     def load(
@@ -139,6 +149,12 @@ class JudgeConfig:
         return JudgeConfig.from_mapping({**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
 
     @property
+    def localize_limits(self) -> Localize:
+        from ._localize import Localize
+
+        return Localize(self.localize_sentences, self.localize_seconds, self.localize_max_checks)
+
+    @property
     def resolved_backend(self) -> str:
         if self.backend == "auto":
             return "openai" if self.base_url else "transformers"
@@ -149,7 +165,8 @@ def _coerce_top(values: dict[str, Any]) -> dict[str, Any]:
     types = {"max_batch": int, "max_wait_ms": float, "max_new_tokens": int, "threshold": float,
              "timeout_s": float, "cache_size": int, "explain_unsafe": _bool, "decode_graphs": _bool,
              "max_queued": int, "max_queued_media_bytes": int, "max_text_chars": int,
-             "max_queue_delay_s": _delay}
+             "max_queue_delay_s": _delay, "localize": _bool, "localize_max_checks": int,
+             "localize_sentences": int, "localize_seconds": float}
     out = dict(values)
     for key, conv in types.items():
         if key in out and isinstance(out[key], str):
@@ -229,6 +246,8 @@ _ENV = {
     "OMNIGUARD_MAX_QUEUE_DELAY_S": "max_queue_delay_s",
     "OMNIGUARD_MAX_TEXT_CHARS": "max_text_chars",
     "OMNIGUARD_FAST_PATHS": "fast_paths",
+    "OMNIGUARD_LOCALIZE": "localize",
+    "OMNIGUARD_LOCALIZE_MAX_CHECKS": "localize_max_checks",
 }
 
 

@@ -84,6 +84,7 @@ class _Ask:
     mode: Mode
     policy: Policy
     explain_unsafe: bool
+    localize: bool = False
 
 
 class OmniGuard:
@@ -111,7 +112,7 @@ class OmniGuard:
         self._listeners: list[Callable[[Verdict], None]] = []
         self._runner = Runner(lambda: self.backend, lambda: self.batcher, cache_size=config.cache_size)
         self._settings = FlowSettings(config.media, self.media_cache, config.max_new_tokens, config.threshold,
-                                      config.max_text_chars)
+                                      config.max_text_chars, config.localize_limits)
 
     # ------------------------------------------------------------------ construction
 
@@ -198,13 +199,15 @@ class OmniGuard:
         policy: Policy | Mapping[str, Any] | None = None,
         explain_unsafe: bool | None = None,
         shed: Shed = "verdict",
+        localize: bool | None = None,
     ) -> Verdict:
         """Judge one turn (or one :class:`~omniguard_plugins.doors.Ask`). ``direction`` defaults
-        to ``"output"`` when there is an assistant turn, else ``"input"``. Never raises for bad
+        to ``"output"`` when there is an assistant turn, else ``"input"``. ``localize`` fills an
+        unsafe verdict's ``evidence`` (part, characters, seconds; ``docs/evidence.md``). Never raises for bad
         content unless ``on_error="raise"``. A check that would wait past the queue-delay bound
         is refused at once (``OverloadedError``: a blocking verdict under ``on_error="block"``,
         raised with ``shed="raise"``); ``max_queue_delay_s=0`` makes checks wait instead."""
-        ask = self._ask(conversation, user, assistant, direction, mode, policy, explain_unsafe)
+        ask = self._ask(conversation, user, assistant, direction, mode, policy, explain_unsafe, localize)
         with self.admission.reserved(1) as refused:
             return self._runner.drive([self._check_flow(ask, refused, shed)], self.config.timeout_s)[0]
 
@@ -219,8 +222,9 @@ class OmniGuard:
         policy: Policy | Mapping[str, Any] | None = None,
         explain_unsafe: bool | None = None,
         shed: Shed = "verdict",
+        localize: bool | None = None,
     ) -> Verdict:
-        ask = self._ask(conversation, user, assistant, direction, mode, policy, explain_unsafe)
+        ask = self._ask(conversation, user, assistant, direction, mode, policy, explain_unsafe, localize)
         with self.admission.reserved(1) as refused:
             flows = [self._check_flow(ask, refused, shed)]
             return (await self._runner.adrive(flows, self.config.timeout_s, offload=self._offload([ask])))[0]
@@ -287,12 +291,13 @@ class OmniGuard:
                 asks.append(self._ask(item, None, None, direction, mode, None, None))
             elif isinstance(item, Mapping):  # deprecated: pass an Ask
                 kwargs = {"direction": direction, "mode": mode, **item}
-                unknown = set(kwargs) - {"conversation", "user", "assistant", "direction", "mode", "policy", "explain_unsafe"}
+                unknown = set(kwargs) - {"conversation", "user", "assistant", "direction", "mode", "policy",
+                                         "explain_unsafe", "localize"}
                 if unknown:
                     raise ConfigError(f"check_many items take check() arguments; unknown: {', '.join(sorted(unknown))}")
                 asks.append(self._ask(kwargs.get("conversation"), kwargs.get("user"), kwargs.get("assistant"),
                                       kwargs.get("direction"), kwargs.get("mode"), kwargs.get("policy"),
-                                      kwargs.get("explain_unsafe")))
+                                      kwargs.get("explain_unsafe"), kwargs.get("localize")))
             else:
                 raise ConfigError(f"check_many takes Asks, Conversations or builders, "
                                   f"got {type(item).__name__}")
@@ -300,10 +305,11 @@ class OmniGuard:
 
     def _from_ask(self, ask: Ask, direction: Direction | None = None, mode: Mode | None = None) -> _Ask:
         return self._ask(ask.conversation, ask.user, ask.assistant, ask.judged_direction or direction,
-                         ask.mode or mode, ask.policy, ask.explain)
+                         ask.mode or mode, ask.policy, ask.explain, ask.localize)
 
     def _ask(self, conversation: Any, user: Any, assistant: Any, direction: Direction | None, mode: Mode | None,
-             policy: Policy | Mapping[str, Any] | None, explain_unsafe: bool | None) -> _Ask:
+             policy: Policy | Mapping[str, Any] | None, explain_unsafe: bool | None,
+             localize: bool | None = None) -> _Ask:
         """The settings, checked now (a wrong setting is the caller's bug, raised at once); the
         content is only converted inside the flow."""
         if isinstance(conversation, Ask):
@@ -313,7 +319,8 @@ class OmniGuard:
             return self._ask(explicit.conversation, explicit.user, explicit.assistant,
                              explicit.judged_direction or direction, explicit.mode or mode,
                              explicit.policy if explicit.policy is not None else policy,
-                             explicit.explain if explicit.explain is not None else explain_unsafe)
+                             explicit.explain if explicit.explain is not None else explain_unsafe,
+                             explicit.localize if explicit.localize is not None else localize)
         if conversation is not None and (user is not None or assistant is not None):
             raise ConfigError("pass either a Conversation or user=/assistant=, not both")
         if direction is not None and direction not in ("input", "output"):
@@ -323,7 +330,8 @@ class OmniGuard:
             raise ConfigError(f"mode must be verdict, critique or score, got {mode!r}")
         explain = self.config.explain_unsafe if explain_unsafe is None else explain_unsafe
         chosen = Policy.coerce(policy) if policy is not None else self.config.policy
-        return _Ask(conversation, user, assistant, direction, mode, chosen, explain)
+        return _Ask(conversation, user, assistant, direction, mode, chosen, explain,
+                    self.config.localize if localize is None else bool(localize))
 
     def _offload(self, asks: Sequence[_Ask]) -> bool:
         """Whether an async caller should advance these checks off its event loop: a first
@@ -407,4 +415,4 @@ def _spec(ask: _Ask) -> CheckSpec:
     if direction is None:
         last = conversation.turns[-1].role if conversation.turns else "user"
         direction = "output" if last == "assistant" else "input"
-    return CheckSpec(conversation, direction, ask.mode, ask.policy, ask.explain_unsafe)
+    return CheckSpec(conversation, direction, ask.mode, ask.policy, ask.explain_unsafe, ask.localize)

@@ -31,6 +31,8 @@ class Evidence:
     in the order given; ``chars`` a ``(start, end)`` span in that text part; ``seconds`` a
     ``(start, end)`` span in that audio or video part. ``joint`` names the other parts this one
     is unsafe only together with (an image harmless alone but unsafe with its caption).
+    ``capped``: narrowing this item stopped early (the cap on extra checks, or a failed check),
+    so it may be wider than the configured resolution.
     """
 
     part: int
@@ -39,12 +41,13 @@ class Evidence:
     chars: tuple[int, int] | None = None
     seconds: tuple[float, float] | None = None
     joint: tuple[int, ...] = ()
+    capped: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"part": self.part, "kind": self.kind, "categories": list(self.categories),
                 "chars": list(self.chars) if self.chars is not None else None,
                 "seconds": list(self.seconds) if self.seconds is not None else None,
-                "joint": list(self.joint)}
+                "joint": list(self.joint), "capped": self.capped}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Evidence:
@@ -53,7 +56,7 @@ class Evidence:
         return cls(part=int(data["part"]), kind=data["kind"], categories=tuple(data.get("categories") or ()),
                    chars=(int(chars[0]), int(chars[1])) if chars else None,
                    seconds=(float(seconds[0]), float(seconds[1])) if seconds else None,
-                   joint=tuple(int(j) for j in data.get("joint") or ()))
+                   joint=tuple(int(j) for j in data.get("joint") or ()), capped=bool(data.get("capped", False)))
 
 
 _NONE_WORDS = {"", "none", "n/a", "na", "null", "nil", "no", "-", "no category", "no categories", "[]", "safe"}
