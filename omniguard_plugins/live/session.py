@@ -434,7 +434,8 @@ class LiveSession:
         """A push rail for the agent's next answer (``feed`` each chunk, ``finish`` at the end):
         windows are judged as output after the user's last transcript, chunks released only as
         safe verdicts cover them, and not before the verdict on the turn they answer (which
-        matters in speculative mode). A blocked turn releases nothing."""
+        matters in speculative mode). A blocked turn releases nothing, and ``on_block`` is then
+        not called for its answer (the turn's refusal is the one)."""
         gate = self._gate
         turn = self._turns
 
@@ -448,6 +449,10 @@ class LiveSession:
                 await result
 
         async def blocked(verdict: Verdict) -> None:
+            if gate is not None:
+                live = await gate
+                if live is not None and not live.safe:
+                    return  # the turn it answers was blocked: that refusal is the one
             self.stats.outputs_blocked += 1
             if on_block is not None:
                 result = on_block(verdict)
