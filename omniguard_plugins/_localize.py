@@ -287,7 +287,7 @@ def _joint(turn: _Turn, units: list[_Unit], verdict: Verdict, budget: _Budget, j
         without = yield from judge([[u for q in parts if q != p for u in by_part[q]] for p in parts])
         if without is not None:
             needed = [p for p, v in zip(parts, without) if not _unsafe(v)] or parts
-            if len(needed) < len(parts):
+            if len(needed) < len(parts) - 1:  # one part less was judged already: unsafe
                 alone = yield from judge([[u for p in needed for u in by_part[p]]])
                 if alone is None or not _unsafe(alone[0]):
                     needed = parts
