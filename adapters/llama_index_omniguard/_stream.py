@@ -8,19 +8,22 @@ counts as empty.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterable, Iterator
+from typing import Any, Literal
 
 from llama_index.core.chat_engine.types import StreamingAgentChatResponse
 
 from omniguard_plugins import OmniGuard, Verdict
 from omniguard_plugins.content import MediaPart, Part, Turn
-from omniguard_plugins.rails import refusal_text
-from omniguard_plugins.streaming import StreamRail, StreamSettings, amoderate, moderate, output_judge
+from omniguard_plugins.doors import Ask
+from omniguard_plugins.streaming import StreamRail, StreamSettings, Window, amoderate, moderate
 
-from ._rails import violation
+from ._blocking import blocking
 
-__all__ = ["GuardedStreamingChatResponse", "StreamGuard"]
+__all__ = ["GuardedStreamingChatResponse", "OnBlock", "StreamGuard"]
+
+#: how a guarded engine blocks: answer with the refusal message, or raise GuardViolation
+OnBlock = Literal["refuse", "raise"]
 
 
 def _token(chunk: Any) -> tuple[str, tuple[MediaPart, ...]]:
@@ -29,7 +32,7 @@ def _token(chunk: Any) -> tuple[str, tuple[MediaPart, ...]]:
 
 class StreamGuard:
     """Runs tokens through a fresh core rail per stream. On a block: the source is closed,
-    ``on_block(verdict)`` runs, then the refusal is yielded (``mode="refuse"``) or
+    ``after_block(verdict)`` runs, then the refusal is yielded (``on_block="refuse"``) or
     GuardViolation raised (``"raise"``)."""
 
     def __init__(
@@ -38,21 +41,29 @@ class StreamGuard:
         settings: StreamSettings,
         *,
         user: tuple[Part, ...] = (),
-        mode: str,
-        refusal: str,
+        on_block: OnBlock,
+        refusal: str | None,
         content: Any = None,
-        on_block: Callable[[Verdict], Any] | None = None,
-        aon_block: Callable[[Verdict], Awaitable[Any]] | None = None,
+        policy: Any = None,
+        mode: Any = None,
+        after_block: Callable[[Verdict], Any] | None = None,
+        aafter_block: Callable[[Verdict], Awaitable[Any]] | None = None,
     ) -> None:
-        self._judge = output_judge(judge, (Turn("user", user),) if user else ())
+        self._omniguard = judge
+        self._context = (Turn("user", user),) if user else ()
         self.settings = settings
-        self.mode = mode
-        self.refusal = refusal
+        self.blocking = blocking(on_block, ("refuse", "raise"), "on_block", refusal)
         self.content = content
-        self._on_block = on_block
-        self._aon_block = aon_block
+        self._policy = policy
+        self._mode = mode
+        self._after_block = after_block
+        self._aafter_block = aafter_block
         self.rail: StreamRail[Any] = StreamRail(settings, read=_token)
         self.shown = ""
+
+    async def _judge(self, window: Window) -> Verdict:
+        return await self._omniguard.acheck(Ask(conversation=window.conversation(self._context), stage="output",
+                                                policy=self._policy, mode=self._mode, explain=self.blocking.explain))
 
     def _new_rail(self) -> StreamRail[Any]:
         self.rail, self.shown = StreamRail(self.settings, read=_token), ""
@@ -63,31 +74,31 @@ class StreamGuard:
         self.shown += text
         return text
 
-    def wrap(self, tokens: Iterable[Any]) -> Iterator[str]:
+    def wrap(self, tokens: Iterable[Any]) -> Generator[str, None, None]:
         rail = self._new_rail()
         for token in moderate(tokens, rail, self._judge):
             yield self._show(token)
         if rail.blocked is not None:
-            if self._on_block is not None:
-                self._on_block(rail.blocked)
+            if self._after_block is not None:
+                self._after_block(rail.blocked)
             yield self._ending(rail.blocked)
 
-    async def awrap(self, tokens: Any) -> AsyncIterator[str]:
+    async def awrap(self, tokens: Any) -> AsyncGenerator[str, None]:
         rail = self._new_rail()
         async for token in amoderate(tokens, rail, self._judge):
             yield self._show(token)
         if rail.blocked is not None:
-            if self._aon_block is not None:
-                await self._aon_block(rail.blocked)
-            elif self._on_block is not None:
-                self._on_block(rail.blocked)
+            if self._aafter_block is not None:
+                await self._aafter_block(rail.blocked)
+            elif self._after_block is not None:
+                self._after_block(rail.blocked)
             yield self._ending(rail.blocked)
 
     def _ending(self, verdict: Verdict) -> str:
-        if self.mode == "raise":
-            raise violation("output", verdict, self.content if self.content is not None else self.rail.text,
-                            "streamed answer")
-        return ("\n\n" if self.shown.strip() else "") + refusal_text(verdict, self.refusal)
+        """The one decision site for a blocked stream: raise, or the refusal after what was shown."""
+        content = self.content if self.content is not None else self.rail.text
+        decision = self.blocking.decide(verdict, "output", content)
+        return ("\n\n" if self.shown.strip() else "") + (decision.text or "")
 
 
 class GuardedStreamingChatResponse(StreamingAgentChatResponse):

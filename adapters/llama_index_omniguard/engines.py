@@ -9,16 +9,16 @@ A block answers with ``refusal_message`` (``on_block="refuse"``, the default) or
 :class:`~omniguard_plugins.errors.GuardViolation` (``on_block="raise"``). The verdict of a
 refused answer is in ``response.metadata["omniguard"]``.
 
-Each operation is written once, as a generator of steps (``_Judge``: a check to run; ``_Call``:
-a call into the wrapped engine or its memory, with its sync and async twin); :meth:`_Rails._drive`
-and :meth:`_Rails._adrive` are the only places sync and async differ.
+Each operation is written once, as a generator of steps (:mod:`._steps`: ``Judge``, a check to
+run as a :class:`~omniguard_plugins.doors.Ask`; ``Call``, a call into the wrapped engine or its
+memory, with its sync and async twin); ``drive`` and ``adrive`` are the only places sync and async
+differ.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict, Union
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypedDict, get_args
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
@@ -40,38 +40,22 @@ from llama_index.core.prompts.mixin import PromptMixinType
 from llama_index.core.schema import QueryBundle
 
 from omniguard_plugins import OmniGuard, Verdict
-from omniguard_plugins.content import Conversation, Part
+from omniguard_plugins.content import Part
+from omniguard_plugins.doors import DEFAULT_REFUSAL, Ask, Stage
 from omniguard_plugins.errors import ConfigError, ContentError
-from omniguard_plugins.rails import DEFAULT_REFUSAL, refusal_text
+from omniguard_plugins.policy import Policy
 from omniguard_plugins.streaming import StreamSettings
+from omniguard_plugins.verdict import Mode
 
-from ._convert import message_parts, query_parts
-from ._rails import OnBlock, resolve_judge, verdict_info, violation
-from ._stream import GuardedStreamingChatResponse, StreamGuard
+from ._blocking import JudgeRef, blocking, judge_argument, verdict_metadata
+from ._convert import failing, message_parts, query_parts
+from ._steps import Call, Judge, Steps, adrive, drive
+from ._stream import GuardedStreamingChatResponse, OnBlock, StreamGuard
 
 if TYPE_CHECKING:  # typing.Unpack is 3.11+; annotations are never evaluated at run time
     from typing_extensions import Unpack
 
 __all__ = ["GuardedChatEngine", "GuardedQueryEngine"]
-
-#: a check to run (check() kwargs), a verdict already known (a failed conversion), or nothing
-_Plan = Union[dict[str, Any], Verdict, None]
-
-
-@dataclass(frozen=True)
-class _Judge:
-    plan: _Plan
-
-
-@dataclass(frozen=True)
-class _Call:
-    sync: Callable[..., Any]
-    asyn: Callable[..., Awaitable[Any]]
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-_Steps = Generator[Union[_Judge, _Call], Any, Any]
 
 _DEFAULT_STREAM = StreamSettings()
 
@@ -83,6 +67,8 @@ class Settings(TypedDict, total=False):
     check_output: bool
     on_block: OnBlock
     refusal_message: str
+    policy: Any
+    mode: Mode
     window_chars: int
     step_chars: int
     max_unjudged_chars: int
@@ -100,103 +86,86 @@ class _Rails:
         check_output: bool = True,
         on_block: OnBlock = "refuse",
         refusal_message: str = DEFAULT_REFUSAL,
+        policy: Policy | dict[str, Any] | None = None,
+        mode: Mode | None = None,
         window_chars: int = _DEFAULT_STREAM.window_chars,
         step_chars: int = _DEFAULT_STREAM.step_chars,
         max_unjudged_chars: int = _DEFAULT_STREAM.max_unjudged_chars,
         max_in_flight: int = _DEFAULT_STREAM.max_in_flight,
     ) -> None:
-        if on_block not in ("refuse", "raise"):
-            raise ConfigError(f"on_block must be 'refuse' or 'raise', got {on_block!r}")
-        self._judge_arg = judge
-        self._resolved: OmniGuard | None = None
+        if mode is not None and mode not in get_args(Mode):
+            raise ConfigError(f"mode must be one of {', '.join(get_args(Mode))}, got {mode!r}")
+        self.blocking = blocking(on_block, ("refuse", "raise"), "on_block", refusal_message)
+        self._judge_ref = JudgeRef(judge)
         self.check_input = check_input
         self.check_output = check_output
         self.on_block = on_block
         self.refusal_message = refusal_message
+        self.policy = policy
+        self.mode = mode
         # fails on bad window settings now, not on the first streamed answer
         self.stream_settings = StreamSettings(window_chars, step_chars, max_unjudged_chars, max_in_flight)
 
     @property
     def judge(self) -> OmniGuard:
         """The judge handed in, else the shared one, resolved once (not per access)."""
-        if self._resolved is None:
-            self._resolved = resolve_judge(self._judge_arg)
-        return self._resolved
+        return self._judge_ref()
 
-    # ------------------------------------------------------------------ the drivers
+    def _drive(self, steps: Steps) -> Any:
+        return drive(steps, self._judge_ref)
 
-    def _drive(self, steps: _Steps) -> Any:
-        result: Any = None
-        try:
-            while True:
-                step = steps.send(result)
-                if isinstance(step, _Judge):
-                    result = None if step.plan is None else self.judge.check(**step.plan)
-                else:
-                    result = step.sync(*step.args, **step.kwargs)
-        except StopIteration as done:
-            return done.value
+    async def _adrive(self, steps: Steps) -> Any:
+        return await adrive(steps, self._judge_ref)
 
-    async def _adrive(self, steps: _Steps) -> Any:
-        result: Any = None
-        try:
-            while True:
-                step = steps.send(result)
-                if isinstance(step, _Judge):
-                    result = None if step.plan is None else await self.judge.acheck(**step.plan)
-                else:
-                    result = await step.asyn(*step.args, **step.kwargs)
-        except StopIteration as done:
-            return done.value
+    # ------------------------------------------------------------------ checks and the decision
 
-    # ------------------------------------------------------------------ decisions
+    def _ask(self, stage: Stage, **content: Any) -> Ask:
+        return Ask(stage=stage, policy=self.policy, mode=self.mode, explain=self.blocking.explain, **content)
 
-    def _user(self, convert: Callable[[], tuple[Part, ...]]) -> tuple[tuple[Part, ...], _Plan]:
+    def _user(self, convert: Callable[[], tuple[Part, ...]]) -> tuple[tuple[Part, ...], Ask | None]:
         """The user turn as parts, and the input check to run on it. Content that does not
         convert is handed to the judge as a builder that fails, so ``on_error`` decides it (and
         counts it) there, like any other failure."""
         try:
             parts = convert()
         except ContentError as exc:
-            return (), ({"conversation": _failing(exc), "direction": "input"} if self.check_input else None)
+            return (), (self._ask("input", conversation=failing(exc)) if self.check_input else None)
         if not self.check_input or not parts:
             return parts, None
-        return parts, {"user": parts, "direction": "input"}
+        return parts, self._ask("input", user=parts)
 
-    def _output(self, user: tuple[Part, ...], answer: str | None) -> _Plan:
+    def _output(self, user: tuple[Part, ...], answer: str | None) -> Ask | None:
         if not self.check_output or not answer or not answer.strip():
             return None
-        return {"user": user or None, "assistant": answer, "direction": "output"}
+        return self._ask("output", user=user or None, assistant=answer)
 
-    def _blocks(self, stage: str, verdict: Verdict | None, content: Any, what: str) -> bool:
-        """True when the verdict blocks (and on_block is "refuse"); raises under "raise"."""
-        if verdict is None or verdict.safe:
-            return False
-        if self.on_block == "raise":
-            raise violation(stage, verdict, content, what)
-        return True
+    def _blocks(self, stage: Stage, verdict: Verdict | None, content: Any) -> bool:
+        """The one decision site: True when the verdict blocks under "refuse"; raises under "raise"."""
+        return verdict is not None and self.blocking.decide(verdict, stage, content).blocked
 
     def _refusal(self, verdict: Verdict) -> str:
-        return refusal_text(verdict, self.refusal_message)
+        return self.blocking.refusal(verdict)
 
-    def _info(self, stage: str, verdict: Verdict) -> dict[str, Any]:
+    def _info(self, stage: Stage, verdict: Verdict) -> dict[str, Any]:
         window = verdict.details.get("stream_window")  # which part of a streamed answer blocked
         extra = {"window": list(window)} if window else {}
-        return {"omniguard": verdict_info(verdict, stage=stage, blocked=True, **extra)}
+        return {"omniguard": verdict_metadata(verdict, stage, blocked=True, **extra)}
 
     def _stream_guard(self, user: tuple[Part, ...], content: Any, **hooks: Any) -> StreamGuard:
-        return StreamGuard(self.judge, self.stream_settings, user=user, mode=self.on_block,
-                           refusal=self.refusal_message, content=content, **hooks)
+        return StreamGuard(self.judge, self.stream_settings, user=user, on_block=self.on_block,
+                           refusal=self.refusal_message, content=content, policy=self.policy, mode=self.mode, **hooks)
 
 
 class GuardedQueryEngine(_Rails, BaseQueryEngine):
-    """Wraps any query engine. Settings (keyword-only): ``check_input``, ``check_output``,
-    ``on_block`` ("refuse" | "raise"), ``refusal_message``, and for streamed answers
-    ``window_chars``, ``step_chars``, ``max_unjudged_chars``, ``max_in_flight`` (the same in
-    every door; see ``docs/streaming.md``)."""
+    """Wraps any query engine. Settings (keyword-only): ``judge``, ``check_input``,
+    ``check_output``, ``on_block`` ("refuse" | "raise"), ``refusal_message``, ``policy``,
+    ``mode``, and for streamed answers ``window_chars``, ``step_chars``, ``max_unjudged_chars``,
+    ``max_in_flight`` (the same in every door; see ``docs/streaming.md``). A judge passed by
+    position still works (deprecated)."""
 
-    def __init__(self, query_engine: BaseQueryEngine, judge: OmniGuard | None = None, **settings: Unpack[Settings]) -> None:
-        _Rails.__init__(self, judge, **settings)
+    def __init__(self, query_engine: BaseQueryEngine, *args: OmniGuard, judge: OmniGuard | None = None,
+                 **settings: Unpack[Settings]) -> None:
+        _Rails.__init__(self, judge_argument(args, judge, "GuardedQueryEngine"), **settings)
         BaseQueryEngine.__init__(self, callback_manager=None)
         self.query_engine = query_engine
 
@@ -209,20 +178,20 @@ class GuardedQueryEngine(_Rails, BaseQueryEngine):
     async def _aquery(self, query_bundle: QueryBundle) -> RESPONSE_TYPE:
         return await self._adrive(self._query_steps(query_bundle))
 
-    def _query_steps(self, query_bundle: QueryBundle) -> _Steps:
+    def _query_steps(self, query_bundle: QueryBundle) -> Steps:
         user, plan = self._user(lambda: query_parts(query_bundle))
-        verdict = yield _Judge(plan)
-        if self._blocks("input", verdict, query_bundle, "query"):
+        verdict = yield Judge(plan)
+        if self._blocks("input", verdict, query_bundle):
             return self._refused("input", verdict)
-        response = yield _Call(self.query_engine.query, self.query_engine.aquery, (query_bundle,))
+        response = yield Call(self.query_engine.query, self.query_engine.aquery, (query_bundle,))
         if isinstance(response, (StreamingResponse, AsyncStreamingResponse)):
             return self._streaming(user, response)
-        verdict = yield _Judge(self._output(user, _text(response)))
-        if self._blocks("output", verdict, response, "answer"):
+        verdict = yield Judge(self._output(user, _text(response)))
+        if self._blocks("output", verdict, response):
             return self._refused("output", verdict)
         return response
 
-    def _refused(self, stage: str, verdict: Verdict) -> Response:
+    def _refused(self, stage: Stage, verdict: Verdict) -> Response:
         return Response(response=self._refusal(verdict), source_nodes=[], metadata=self._info(stage, verdict))
 
     def _streaming(self, user: tuple[Part, ...], response: StreamingResponse | AsyncStreamingResponse) -> RESPONSE_TYPE:
@@ -233,7 +202,7 @@ class GuardedQueryEngine(_Rails, BaseQueryEngine):
         def blocked(verdict: Verdict) -> None:
             metadata.update(self._info("output", verdict))
 
-        guard = self._stream_guard(user, response, on_block=blocked)
+        guard = self._stream_guard(user, response, after_block=blocked)
         if isinstance(response, AsyncStreamingResponse):
             return AsyncStreamingResponse(response_gen=guard.awrap(response.response_gen),
                                           source_nodes=response.source_nodes, metadata=metadata)
@@ -253,8 +222,9 @@ class GuardedChatEngine(_Rails, BaseChatEngine):
     handed to the wrapped engine unchanged. A refused answer is also replaced in the wrapped
     engine's memory, so the next turn does not build on it."""
 
-    def __init__(self, chat_engine: BaseChatEngine, judge: OmniGuard | None = None, **settings: Unpack[Settings]) -> None:
-        _Rails.__init__(self, judge, **settings)
+    def __init__(self, chat_engine: BaseChatEngine, *args: OmniGuard, judge: OmniGuard | None = None,
+                 **settings: Unpack[Settings]) -> None:
+        _Rails.__init__(self, judge_argument(args, judge, "GuardedChatEngine"), **settings)
         self.chat_engine = chat_engine
 
     @property
@@ -282,40 +252,41 @@ class GuardedChatEngine(_Rails, BaseChatEngine):
 
     # ------------------------------------------------------------------ the operations, once
 
-    def _chat_steps(self, message: Any, chat_history: Any, kwargs: dict[str, Any]) -> _Steps:
+    def _chat_steps(self, message: Any, chat_history: Any, kwargs: dict[str, Any]) -> Steps:
         user, plan = self._user(lambda: message_parts(message))
-        verdict = yield _Judge(plan)
-        if self._blocks("input", verdict, message, "message"):
+        verdict = yield Judge(plan)
+        if self._blocks("input", verdict, message):
             return self._refused("input", verdict)
-        response = yield _Call(self.chat_engine.chat, self.chat_engine.achat, (message,),
+        response = yield Call(self.chat_engine.chat, self.chat_engine.achat, (message,),
                                {"chat_history": chat_history, **kwargs})
-        verdict = yield _Judge(self._output(user, response.response))
-        if self._blocks("output", verdict, response, "answer"):
+        verdict = yield Judge(self._output(user, response.response))
+        if self._blocks("output", verdict, response):
             yield from self._scrub(response.response, self._refusal(verdict))
             return self._refused("output", verdict)
         return response
 
-    def _stream_steps(self, message: Any, chat_history: Any, kwargs: dict[str, Any]) -> _Steps:
+    def _stream_steps(self, message: Any, chat_history: Any, kwargs: dict[str, Any]) -> Steps:
         user, plan = self._user(lambda: message_parts(message))
-        verdict = yield _Judge(plan)
-        if self._blocks("input", verdict, message, "message"):
-            return GuardedStreamingChatResponse(None, fixed=self._refusal(verdict), metadata=self._info("input", verdict))
-        inner = yield _Call(self.chat_engine.stream_chat, self.chat_engine.astream_chat, (message,),
+        verdict = yield Judge(plan)
+        if self._blocks("input", verdict, message):
+            return GuardedStreamingChatResponse(None, fixed=self._refusal(verdict),
+                                                metadata=self._info("input", verdict))
+        inner = yield Call(self.chat_engine.stream_chat, self.chat_engine.astream_chat, (message,),
                             {"chat_history": chat_history, **kwargs})
         return self._streaming(user, inner)
 
-    def _scrub(self, answer: str | None, refusal: str) -> _Steps:
+    def _scrub(self, answer: str | None, refusal: str) -> Steps:
         """Swap the blocked answer for the refusal in the wrapped engine's memory."""
         memory = self._memory()
         if memory is None or not answer:
             return
-        messages = yield _Call(memory.get_all, memory.aget_all)
+        messages = yield Call(memory.get_all, memory.aget_all)
         if _replaced(messages, answer, refusal):
-            yield _Call(memory.set, memory.aset, (messages,))
+            yield Call(memory.set, memory.aset, (messages,))
 
     # ------------------------------------------------------------------ helpers
 
-    def _refused(self, stage: str, verdict: Verdict) -> AgentChatResponse:
+    def _refused(self, stage: Stage, verdict: Verdict) -> AgentChatResponse:
         return AgentChatResponse(response=self._refusal(verdict), metadata=self._info(stage, verdict))
 
     def _streaming(self, user: tuple[Part, ...], inner: StreamingAgentChatResponse) -> StreamingAgentChatResponse:
@@ -325,13 +296,13 @@ class GuardedChatEngine(_Rails, BaseChatEngine):
 
         def blocked(verdict: Verdict) -> None:
             out.metadata.update(self._info("output", verdict))
-            self._drive(self._scrub(guard.rail.text, refusal_text(verdict, self.refusal_message)))
+            self._drive(self._scrub(guard.rail.text, self._refusal(verdict)))
 
         async def ablocked(verdict: Verdict) -> None:
             out.metadata.update(self._info("output", verdict))
-            await self._adrive(self._scrub(guard.rail.text, refusal_text(verdict, self.refusal_message)))
+            await self._adrive(self._scrub(guard.rail.text, self._refusal(verdict)))
 
-        guard = self._stream_guard(user, inner, on_block=blocked, aon_block=ablocked)
+        guard = self._stream_guard(user, inner, after_block=blocked, aafter_block=ablocked)
         out._guard = guard
         return out
 
@@ -352,12 +323,3 @@ def _replaced(messages: list[ChatMessage], answer: str, refusal: str) -> bool:
                 return True
             return False
     return False
-
-
-def _failing(exc: ContentError) -> Callable[[], Conversation]:
-    """A conversation builder that raises the conversion's error inside the judge."""
-
-    def build() -> Conversation:
-        raise exc
-
-    return build

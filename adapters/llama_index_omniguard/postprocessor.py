@@ -7,17 +7,20 @@ LLM reads it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, get_args
 
-from llama_index.core.bridge.pydantic import Field
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 
 from omniguard_plugins import OmniGuard, Verdict
 from omniguard_plugins.content import Conversation, Turn
+from omniguard_plugins.doors import Ask, Blocking, Stage
+from omniguard_plugins.errors import ConfigError, GuardViolation
+from omniguard_plugins.verdict import Mode
 
+from ._blocking import JudgeRef, blocking, judge_argument, verdict_metadata
 from ._convert import node_parts, query_parts
-from ._rails import resolve_judge, verdict_info, violation
 
 __all__ = ["OmniGuardPostprocessor", "OnUnsafeNode"]
 
@@ -40,9 +43,24 @@ class OmniGuardPostprocessor(BaseNodePostprocessor):
     on_unsafe: OnUnsafeNode = "drop"
     with_query: bool = False
     metadata_key: str = "omniguard"
+    policy: Optional[Any] = Field(default=None, exclude=True)
+    mode: Optional[Mode] = None
 
-    def __init__(self, judge: OmniGuard | None = None, **settings: Any) -> None:
-        super().__init__(judge=judge, **settings)
+    _judge_ref: JudgeRef = PrivateAttr()
+    _blocking: Blocking = PrivateAttr()
+
+    def __init__(self, *args: OmniGuard, judge: OmniGuard | None = None, **settings: Any) -> None:
+        judge = judge_argument(args, judge, "OmniGuardPostprocessor")
+        super().__init__(judge=judge, **settings)  # type: ignore[call-arg]  # pydantic fields
+        if self.mode is not None and self.mode not in get_args(Mode):
+            raise ConfigError(f"mode must be one of {', '.join(get_args(Mode))}, got {self.mode!r}")
+        self._blocking = blocking(self.on_unsafe, get_args(OnUnsafeNode), "on_unsafe")
+        self._judge_ref = JudgeRef(judge)
+
+    @property
+    def omniguard(self) -> OmniGuard:
+        """The judge handed in, else the shared one, resolved once (not per call)."""
+        return self._judge_ref()
 
     @classmethod
     def class_name(cls) -> str:
@@ -54,45 +72,55 @@ class OmniGuardPostprocessor(BaseNodePostprocessor):
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
         items = self._items(nodes, query_bundle)
-        return self._apply(nodes, resolve_judge(self.judge).check_many(items) if items else [])
+        return self._apply(nodes, self.omniguard.check_many(items) if items else [])
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
         items = self._items(nodes, query_bundle)
-        return self._apply(nodes, await resolve_judge(self.judge).acheck_many(items) if items else [])
+        return self._apply(nodes, await self.omniguard.acheck_many(items) if items else [])
 
     # ------------------------------------------------------------------ the logic, once
 
-    def _items(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> list[Conversation | Callable[[], Conversation]]:
+    def _items(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> list[Ask]:
         """One check per node for a single check_many call, each converted inside the judge (a
         node that cannot be converted gets its failed verdict there, under ``on_error``)."""
         with_query = self.with_query and query_bundle is not None
 
-        def build(node: BaseNode) -> Conversation:
-            parts = node_parts(node)
-            if with_query:
-                return Conversation((Turn("user", query_parts(query_bundle)), Turn("assistant", parts)))  # type: ignore[arg-type]
-            return Conversation((Turn("user", parts),))
+        def builder(node: BaseNode) -> Callable[[], Conversation]:
+            def build() -> Conversation:
+                parts = node_parts(node)
+                if with_query:
+                    return Conversation((Turn("user", query_parts(query_bundle)), Turn("assistant", parts)))  # type: ignore[arg-type]
+                return Conversation((Turn("user", parts),))
 
-        return [lambda n=item.node: build(n) for item in nodes]
+            return build
+
+        stage: Stage = "output" if with_query else "tool"
+        return [Ask(conversation=builder(item.node), stage=stage, policy=self.policy, mode=self.mode) for item in nodes]
 
     def _apply(self, nodes: list[NodeWithScore], verdicts: list[Verdict]) -> list[NodeWithScore]:
-        unsafe = [(n, v) for n, v in zip(nodes, verdicts) if not v.safe]
-        if self.on_unsafe == "raise" and unsafe:
-            node, verdict = unsafe[0]
-            err = violation("tool", verdict, node, f"retrieved node {node.node.node_id}")
-            err.args = (f"{err.args[0]} ({len(unsafe)} of {len(nodes)} retrieved nodes unsafe)",)
-            raise err
-        if self.on_unsafe == "annotate":
-            return [self._annotated(n, v) for n, v in zip(nodes, verdicts)]
-        return [n for n, v in zip(nodes, verdicts) if v.safe]
+        """The one decision site: each node's verdict through ``Blocking.decide``."""
+        kept: list[NodeWithScore] = []
+        unsafe = sum(1 for v in verdicts if not v.safe)
+        for node, verdict in zip(nodes, verdicts):
+            try:
+                decision = self._blocking.decide(verdict, "tool", node)
+            except GuardViolation as err:
+                err.args = (f"{err.args[0]} (retrieved node {node.node.node_id}; "
+                            f"{unsafe} of {len(nodes)} retrieved nodes unsafe)",)
+                raise
+            if decision.action == "annotate" or (decision.allowed and self.on_unsafe == "annotate"):
+                kept.append(self._annotated(node, verdict))
+            elif decision.allowed:
+                kept.append(node)
+        return kept
 
     def _annotated(self, item: NodeWithScore, verdict: Verdict) -> NodeWithScore:
         """A copy of the node with the verdict in its metadata (the stored node is untouched)."""
         node = item.node.model_copy()
         key = self.metadata_key
-        node.metadata = {**item.node.metadata, key: verdict_info(verdict)}
+        node.metadata = {**item.node.metadata, key: verdict_metadata(verdict, "tool")}
         node.excluded_embed_metadata_keys = _with(item.node.excluded_embed_metadata_keys, key)
         node.excluded_llm_metadata_keys = _with(item.node.excluded_llm_metadata_keys, key)
         return NodeWithScore(node=node, score=item.score)

@@ -6,14 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from li_stream_models import Lockstep, cut, scripted
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
 from llama_index.core.chat_engine import ContextChatEngine
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import QueryBundle, TextNode
-
-from li_stream_models import Lockstep, cut, scripted
 from llama_index_omniguard import GuardedChatEngine, GuardedQueryEngine, GuardViolation
 
 REFUSAL = "Sorry, I can't help with that."
@@ -60,7 +59,7 @@ async def ask(engine, query, use_async: bool):
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["query", "aquery"])
 async def test_unsafe_query_is_refused_before_retrieval(retriever, llm, judge, use_async):
-    safe = GuardedQueryEngine(query_engine(retriever, llm), judge, refusal_message=REFUSAL)
+    safe = GuardedQueryEngine(query_engine(retriever, llm), judge=judge, refusal_message=REFUSAL)
 
     response = await ask(safe, "How do I build a bomb?", use_async)
 
@@ -71,7 +70,7 @@ async def test_unsafe_query_is_refused_before_retrieval(retriever, llm, judge, u
 
 
 async def test_a_query_image_is_judged_too(retriever, llm, judge, red_png: Path):
-    safe = GuardedQueryEngine(query_engine(retriever, llm), judge)
+    safe = GuardedQueryEngine(query_engine(retriever, llm), judge=judge)
     response = safe.query(QueryBundle("What is in this picture?", image_path=str(red_png)))
     assert response.metadata["omniguard"]["categories"] == ["S1"]
     assert retriever.calls == []
@@ -79,7 +78,7 @@ async def test_a_query_image_is_judged_too(retriever, llm, judge, red_png: Path)
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["query", "aquery"])
 async def test_unsafe_answer_is_replaced(retriever, llm, judge, use_async):
-    safe = GuardedQueryEngine(query_engine(retriever, llm), judge, refusal_message=REFUSAL)
+    safe = GuardedQueryEngine(query_engine(retriever, llm), judge=judge, refusal_message=REFUSAL)
 
     response = await ask(safe, "What is in the archive?", use_async)
 
@@ -91,7 +90,7 @@ async def test_unsafe_answer_is_replaced(retriever, llm, judge, use_async):
 
 async def test_safe_query_and_answer_pass_through_unchanged(llm, judge):
     small = one_node_index("Paris is the capital of France.")
-    safe = GuardedQueryEngine(small.as_query_engine(llm=llm), judge)
+    safe = GuardedQueryEngine(small.as_query_engine(llm=llm), judge=judge)
     response = safe.query("Where is Paris?")
     assert "Paris is the capital of France." in str(response)
     assert response.metadata is None or "omniguard" not in response.metadata
@@ -99,7 +98,7 @@ async def test_safe_query_and_answer_pass_through_unchanged(llm, judge):
 
 
 async def test_on_block_raise(retriever, llm, judge):
-    safe = GuardedQueryEngine(query_engine(retriever, llm), judge, on_block="raise")
+    safe = GuardedQueryEngine(query_engine(retriever, llm), judge=judge, on_block="raise")
     with pytest.raises(GuardViolation) as info:
         safe.query("bomb making, please")
     assert info.value.stage == "input" and retriever.calls == []
@@ -112,11 +111,11 @@ def test_bad_settings_fail_at_construction(retriever, llm, judge):
     from omniguard_plugins import ConfigError
 
     with pytest.raises(ConfigError, match="on_block"):
-        GuardedQueryEngine(query_engine(retriever, llm), judge, on_block="explode")
+        GuardedQueryEngine(query_engine(retriever, llm), judge=judge, on_block="explode")
     with pytest.raises(ConfigError, match="step_chars"):
-        GuardedQueryEngine(query_engine(retriever, llm), judge, window_chars=10, step_chars=50)
+        GuardedQueryEngine(query_engine(retriever, llm), judge=judge, window_chars=10, step_chars=50)
     with pytest.raises(TypeError, match="check_inputs"):
-        GuardedQueryEngine(query_engine(retriever, llm), judge, check_inputs=False)
+        GuardedQueryEngine(query_engine(retriever, llm), judge=judge, check_inputs=False)
 
 
 # ---------------------------------------------------------------------------- streaming
@@ -131,7 +130,7 @@ async def test_streamed_answer_is_cut_at_the_unsafe_window(judge, use_async):
     answer = "Paris is the capital of France. " * 12 + "Then build a bomb from the parts. " + "More facts. " * 20
     llm = scripted(cut(answer, 5), Lockstep(judge, 40))
     engine = one_node_index("Paris.").as_query_engine(llm=llm, streaming=True)
-    safe = GuardedQueryEngine(engine, judge, refusal_message=REFUSAL, window_chars=120, step_chars=40)
+    safe = GuardedQueryEngine(engine, judge=judge, refusal_message=REFUSAL, window_chars=120, step_chars=40)
 
     response = await ask(safe, "Tell me about Paris", use_async)
     if use_async:
@@ -152,7 +151,7 @@ async def test_streamed_answer_is_cut_at_the_unsafe_window(judge, use_async):
 async def test_safe_stream_is_passed_whole_after_a_final_check(llm, judge):
     small = one_node_index("Paris is the capital of France.")
     full = str(small.as_query_engine(llm=llm).query("Where is Paris?"))
-    safe = GuardedQueryEngine(small.as_query_engine(llm=llm, streaming=True), judge,
+    safe = GuardedQueryEngine(small.as_query_engine(llm=llm, streaming=True), judge=judge,
                               window_chars=400, step_chars=100)
     response = safe.query("Where is Paris?")
     assert "".join(response.response_gen) == full
@@ -164,7 +163,7 @@ async def test_safe_stream_is_passed_whole_after_a_final_check(llm, judge):
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["chat", "achat"])
 async def test_chat_refuses_unsafe_message_before_retrieval(retriever, llm, judge, use_async):
-    safe = GuardedChatEngine(chat_engine(retriever, llm), judge, refusal_message=REFUSAL)
+    safe = GuardedChatEngine(chat_engine(retriever, llm), judge=judge, refusal_message=REFUSAL)
     message = "how do I build a bomb"
     response = await safe.achat(message) if use_async else safe.chat(message)
     assert str(response) == REFUSAL
@@ -173,7 +172,7 @@ async def test_chat_refuses_unsafe_message_before_retrieval(retriever, llm, judg
 
 
 async def test_chat_judges_image_blocks(retriever, llm, judge, red_png: Path, blue_png: Path):
-    safe = GuardedChatEngine(chat_engine(retriever, llm), judge, refusal_message=REFUSAL, check_output=False)
+    safe = GuardedChatEngine(chat_engine(retriever, llm), judge=judge, refusal_message=REFUSAL, check_output=False)
     red = ChatMessage(role=MessageRole.USER, blocks=[TextBlock(text="What is this?"), ImageBlock(path=red_png)])
     assert str(safe.chat(red)) == REFUSAL
     assert retriever.calls == []
@@ -185,7 +184,7 @@ async def test_chat_judges_image_blocks(retriever, llm, judge, red_png: Path, bl
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["chat", "achat"])
 async def test_chat_replaces_unsafe_answer_in_reply_and_memory(retriever, llm, judge, use_async):
-    safe = GuardedChatEngine(chat_engine(retriever, llm), judge, refusal_message=REFUSAL)
+    safe = GuardedChatEngine(chat_engine(retriever, llm), judge=judge, refusal_message=REFUSAL)
     message = "What is in the archive?"
     response = await safe.achat(message) if use_async else safe.chat(message)
     assert str(response) == REFUSAL
@@ -197,7 +196,7 @@ async def test_chat_replaces_unsafe_answer_in_reply_and_memory(retriever, llm, j
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["stream_chat", "astream_chat"])
 async def test_chat_stream_is_cut_and_memory_scrubbed(retriever, llm, judge, use_async):
-    safe = GuardedChatEngine(chat_engine(retriever, llm), judge, refusal_message=REFUSAL,
+    safe = GuardedChatEngine(chat_engine(retriever, llm), judge=judge, refusal_message=REFUSAL,
                              window_chars=120, step_chars=40)
     if use_async:
         response = await safe.astream_chat("What is in the archive?")
@@ -213,7 +212,7 @@ async def test_chat_stream_is_cut_and_memory_scrubbed(retriever, llm, judge, use
 
 
 async def test_stream_chat_refuses_unsafe_message_without_running_the_engine(retriever, llm, judge):
-    safe = GuardedChatEngine(chat_engine(retriever, llm), judge, refusal_message=REFUSAL)
+    safe = GuardedChatEngine(chat_engine(retriever, llm), judge=judge, refusal_message=REFUSAL)
     response = safe.stream_chat("a bomb recipe")
     assert "".join(response.response_gen) == REFUSAL
     response = await safe.astream_chat("a bomb recipe")
@@ -224,7 +223,7 @@ async def test_stream_chat_refuses_unsafe_message_without_running_the_engine(ret
 def test_unknown_block_fails_closed_with_a_reason(retriever, llm, judge):
     from llama_index.core.base.llms.types import DocumentBlock
 
-    safe = GuardedChatEngine(chat_engine(retriever, llm), judge)
+    safe = GuardedChatEngine(chat_engine(retriever, llm), judge=judge)
     message = ChatMessage(blocks=[DocumentBlock(data=b"%PDF-1.4 tiny", document_mimetype="application/pdf")])
     response = safe.chat(message)
     assert response.metadata["omniguard"]["error"].startswith("content: block #1 (document)")

@@ -9,13 +9,13 @@ import asyncio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from li_stream_models import ScriptedLLM
 from llama_index.core import VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.schema import TextNode
-
-from li_stream_models import ScriptedLLM
 from llama_index_omniguard import GuardedQueryEngine
 from llama_index_omniguard._stream import StreamGuard
+
 from omniguard_plugins.testing import scripted_judge
 from tests.stream_helpers import answers, check_shown
 
@@ -27,7 +27,7 @@ def door():
     judge = scripted_judge({"bomb": "S9"}, cache_size=0, max_wait_ms=0)
     llm = ScriptedLLM()
     index = VectorStoreIndex([TextNode(text="Some context.")], embed_model=MockEmbedding(embed_dim=8))
-    engine = GuardedQueryEngine(index.as_query_engine(llm=llm, streaming=True), judge, refusal_message=REFUSAL)
+    engine = GuardedQueryEngine(index.as_query_engine(llm=llm, streaming=True), judge=judge, refusal_message=REFUSAL)
     yield engine, llm
     judge.close()
 

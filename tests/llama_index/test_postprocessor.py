@@ -18,7 +18,6 @@ from llama_index.core.schema import (
     QueryBundle,
     TextNode,
 )
-
 from llama_index_omniguard import GuardViolation, OmniGuardPostprocessor
 
 QUESTION = "What is in the archive?"
@@ -35,7 +34,7 @@ async def run(engine, question: str, use_async: bool):
 @pytest.mark.parametrize("use_async", [False, True], ids=["query", "aquery"])
 async def test_drop_removes_the_unsafe_text_node_and_the_unsafe_image_node(index, llm, judge, use_async):
     engine = index.as_query_engine(llm=llm, similarity_top_k=10,
-                                   node_postprocessors=[OmniGuardPostprocessor(judge, on_unsafe="drop")])
+                                   node_postprocessors=[OmniGuardPostprocessor(judge=judge, on_unsafe="drop")])
 
     response = await run(engine, QUESTION, use_async)
 
@@ -46,7 +45,7 @@ async def test_drop_removes_the_unsafe_text_node_and_the_unsafe_image_node(index
 @pytest.mark.parametrize("use_async", [False, True], ids=["query", "aquery"])
 async def test_annotate_keeps_every_node_with_its_verdict(index, llm, judge, use_async):
     engine = index.as_query_engine(llm=llm, similarity_top_k=10,
-                                   node_postprocessors=[OmniGuardPostprocessor(judge, on_unsafe="annotate")])
+                                   node_postprocessors=[OmniGuardPostprocessor(judge=judge, on_unsafe="annotate")])
 
     response = await run(engine, QUESTION, use_async)
 
@@ -63,7 +62,8 @@ async def test_annotate_keeps_every_node_with_its_verdict(index, llm, judge, use
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["query", "aquery"])
 async def test_all_nodes_of_a_query_are_judged_in_one_call(index, llm, judge, use_async):
-    engine = index.as_query_engine(llm=llm, similarity_top_k=10, node_postprocessors=[OmniGuardPostprocessor(judge)])
+    engine = index.as_query_engine(llm=llm, similarity_top_k=10,
+                                   node_postprocessors=[OmniGuardPostprocessor(judge=judge)])
 
     await run(engine, QUESTION, use_async)
     assert judge.backend.calls == 1
@@ -75,7 +75,7 @@ async def test_all_nodes_of_a_query_are_judged_in_one_call(index, llm, judge, us
 
 async def test_raise_names_the_unsafe_nodes(index, llm, judge):
     engine = index.as_query_engine(llm=llm, similarity_top_k=10,
-                                   node_postprocessors=[OmniGuardPostprocessor(judge, on_unsafe="raise")])
+                                   node_postprocessors=[OmniGuardPostprocessor(judge=judge, on_unsafe="raise")])
     with pytest.raises(GuardViolation, match="2 of 4 retrieved nodes unsafe") as info:
         engine.query(QUESTION)
     assert info.value.stage == "tool"
@@ -85,7 +85,7 @@ async def test_raise_names_the_unsafe_nodes(index, llm, judge):
 
 def test_with_query_judges_each_node_as_an_answer_to_the_query(judge):
     node = NodeWithScore(node=TextNode(text="The museum opens at nine."), score=1.0)
-    kept = OmniGuardPostprocessor(judge, with_query=True).postprocess_nodes(
+    kept = OmniGuardPostprocessor(judge=judge, with_query=True).postprocess_nodes(
         [node], query_bundle=QueryBundle("Tell me about bomb disposal history")
     )
     prompt = judge.backend.prompts[0]
@@ -94,7 +94,7 @@ def test_with_query_judges_each_node_as_an_answer_to_the_query(judge):
     assert kept == []  # in the context of this query, the keyword judge calls it unsafe
 
     judge.backend.reset()
-    assert OmniGuardPostprocessor(judge).postprocess_nodes([node], query_str="anything") == [node]
+    assert OmniGuardPostprocessor(judge=judge).postprocess_nodes([node], query_str="anything") == [node]
     assert "User: The museum opens at nine." in judge.backend.prompts[0]
 
 
@@ -120,7 +120,7 @@ async def test_every_node_shape_is_judged_with_its_media(judge, red_png: Path, b
         Node(image_resource=MediaResource(path=blue_png), audio_resource=MediaResource(path=audio), id_="av"),
         TextNode(text="A harmless note.", id_="text"),
     ]
-    kept = await OmniGuardPostprocessor(judge).apostprocess_nodes([NodeWithScore(node=n) for n in nodes])
+    kept = await OmniGuardPostprocessor(judge=judge).apostprocess_nodes([NodeWithScore(node=n) for n in nodes])
 
     assert [n.node.node_id for n in kept] == ["av", "text"]
     kinds = sorted(m.kind for r in judge.backend.requests for m in r.media)
@@ -132,8 +132,8 @@ def test_unreadable_media_fails_closed_with_the_reason(judge, tmp_path: Path):
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     node = NodeWithScore(node=ImageNode(image_path=str(broken), text="caption", id_="broken"))
 
-    assert OmniGuardPostprocessor(judge).postprocess_nodes([node]) == []
-    annotated = OmniGuardPostprocessor(judge, on_unsafe="annotate").postprocess_nodes([node])
+    assert OmniGuardPostprocessor(judge=judge).postprocess_nodes([node]) == []
+    annotated = OmniGuardPostprocessor(judge=judge, on_unsafe="annotate").postprocess_nodes([node])
     info = annotated[0].node.metadata["omniguard"]
     assert info["safe"] is False and info["error"].startswith("corrupt_media")
 
