@@ -49,8 +49,8 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from omniguard_plugins.doors import Blocking, RailSession
-from omniguard_plugins.live import LiveInputError, LiveSession, LiveSettings, LiveVerdict
+from omniguard_plugins.doors import RailSession
+from omniguard_plugins.live import LiveInputError, LiveSession, LiveSettings, LiveVerdict, OnBlock, live_blocking
 
 if TYPE_CHECKING:
     from omniguard_plugins.judge import OmniGuard
@@ -61,9 +61,6 @@ __all__ = ["OmniGuardProcessor"]
 
 log = logging.getLogger("pipecat_omniguard")
 
-OnBlock = Literal["speak", "silent"]
-#: the door's vocabulary -> the core's block action (the one table)
-_ACTIONS: dict[str, Literal["refuse", "drop"]] = {"speak": "refuse", "silent": "drop"}
 
 
 class OmniGuardProcessor(FrameProcessor):
@@ -91,9 +88,7 @@ class OmniGuardProcessor(FrameProcessor):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if on_block not in _ACTIONS:
-            raise ValueError(f"on_block must be one of {', '.join(_ACTIONS)}, got {on_block!r}")
-        self.blocking = Blocking(_ACTIONS[on_block], template)
+        self.blocking = live_blocking(on_block, template)
         self.check_input = check_input
         self.check_output = check_output
         self.session = session or LiveSession(judge, settings, policy=policy)

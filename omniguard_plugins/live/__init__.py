@@ -4,6 +4,7 @@ Framework-free; the pipecat and LiveKit doors only map their frames in and decis
 
 from __future__ import annotations
 
+from ._blocking import OnBlock, live_blocking
 from ._frames import to_pil
 from ._pcm import TARGET_RATE, PcmStream, Ring, wav_bytes
 from .errors import LiveInputError
@@ -16,8 +17,10 @@ __all__ = [
     "LiveSettings",
     "LiveStats",
     "LiveVerdict",
+    "OnBlock",
     "PcmStream",
     "Ring",
+    "live_blocking",
     "to_pil",
     "wav_bytes",
 ]

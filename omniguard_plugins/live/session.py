@@ -27,15 +27,15 @@ import asyncio
 import functools
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ..content import Audio, Conversation, Image, Part, Text, Turn
+from ..content import Audio, Conversation, Image, MediaPart, Part, Text, Turn
 from ..doors import Ask, RailSession, summarize
 from ..errors import ConfigError
 from ..rails import Stage
-from ..streaming import Read, StreamRail, StreamSettings, output_judge
+from ..streaming import Read, StreamRail, StreamSettings, amoderate, output_judge
 from ._batches import Batches
 from ._frames import to_pil
 from ._pcm import TARGET_RATE, PcmStream, Ring, wav_bytes
@@ -358,9 +358,10 @@ class LiveSession:
 
     # ------------------------------------------------------------------ the turn
 
-    async def end_turn(self, transcript: str | None = None) -> LiveVerdict | None:
+    async def end_turn(self, transcript: str | None = None, media: Sequence[MediaPart] = ()) -> LiveVerdict | None:
         """The user's turn ended: judge its audio, ``transcript`` and the latest camera frames in
-        one check (and wait for its rolling windows). Returns the turn's verdict (an unsafe
+        one check (and wait for its rolling windows); ``media`` are parts the turn's message
+        carries besides (an image the user sent with it). Returns the turn's verdict (an unsafe
         window's, if one blocked it), or None when the turn had nothing to judge. Under
         ``speculative`` the door may pass the turn on before awaiting this; the output rail
         waits for it either way."""
@@ -369,7 +370,7 @@ class LiveSession:
         gate: asyncio.Future[LiveVerdict | None] = loop.create_future()
         self._gate = gate
         try:
-            live = await self._judge_turn(turn, transcript)
+            live = await self._judge_turn(turn, transcript, tuple(media))
         except BaseException as exc:
             gate.set_exception(exc)
             gate.exception()  # retrieved here; output rails re-raise it
@@ -381,7 +382,9 @@ class LiveSession:
         gate.set_result(live)
         return live
 
-    async def _judge_turn(self, turn: _Turn | None, transcript: str | None) -> LiveVerdict | None:
+    async def _judge_turn(
+        self, turn: _Turn | None, transcript: str | None, media: tuple[MediaPart, ...]
+    ) -> LiveVerdict | None:
         text = (transcript or "").strip()
         self._context = (Turn("user", (Text(text),)),) if text else ()
         if turn is not None and turn.blocked is not None:
@@ -396,6 +399,7 @@ class LiveSession:
                 parts.append(self._audio(audio))
         parts.extend(Image(pil, name="camera") for _, pil in list(self._frames)[-self.settings.turn_frames:]
                      if self.settings.turn_frames)
+        parts.extend(media)
         if not parts:
             return None
         index = turn.index if turn is not None else self._turns + 1
@@ -436,36 +440,41 @@ class LiveSession:
         safe verdicts cover them, and not before the verdict on the turn they answer (which
         matters in speculative mode). A blocked turn releases nothing, and ``on_block`` is then
         not called for its answer (the turn's refusal is the one)."""
-        gate = self._gate
-        turn = self._turns
+        answer = _Answer(self, on_block)
 
         async def release(chunks: list[T]) -> None:
-            if gate is not None:
-                live = await gate
-                if live is not None and not live.safe:
-                    return
-            result = on_release(chunks)
-            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                await result
-
-        async def blocked(verdict: Verdict) -> None:
-            if gate is not None:
-                live = await gate
-                if live is not None and not live.safe:
-                    return  # the turn it answers was blocked: that refusal is the one
-            self.stats.outputs_blocked += 1
-            if on_block is not None:
-                result = on_block(verdict)
+            if await answer.turn_allowed():
+                result = on_release(chunks)
                 if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                     await result
 
-        def heard(window: Window, verdict: Verdict) -> None:
-            now = self.now
-            self._emit(LiveVerdict("output", verdict, (now, now), turn, stage="output"))
-
         rail: StreamRail[T] = StreamRail(self.settings.stream, read=read)
         judge = output_judge(self._get_judge(), self._context, policy=self._policy)
-        return RailSession(rail, judge, on_release=release, on_block=blocked, on_verdict=heard)
+        return RailSession(rail, judge, on_release=release, on_block=answer.blocked, on_verdict=answer.heard)
+
+    async def moderate_output(
+        self,
+        source: AsyncIterable[T],
+        *,
+        read: Read[T] | None = None,
+        on_block: Callable[[Verdict], Awaitable[None] | None] | None = None,
+    ) -> AsyncIterator[T]:
+        """The pull form of :meth:`output`, for doors that hand over an async iterator (a
+        LiveKit ``llm_node``): yields what the rail releases of ``source``; on a block the
+        source is closed, nothing more is yielded and ``on_block`` hears the verdict."""
+        answer = _Answer(self, on_block)
+        rail: StreamRail[T] = StreamRail(self.settings.stream, read=read)
+        judge = output_judge(self._get_judge(), self._context, policy=self._policy)
+        released = amoderate(source, rail, judge, on_verdict=answer.heard)
+        try:
+            async for chunk in released:
+                if not await answer.turn_allowed():
+                    return
+                yield chunk
+        finally:
+            await released.aclose()  # type: ignore[attr-defined] # amoderate is an async generator
+        if rail.blocked is not None:
+            await answer.blocked(rail.blocked)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -496,3 +505,32 @@ class LiveSession:
         for task in list(self._tasks):
             task.cancel()
 
+
+class _Answer:
+    """One answer of the agent on its way out: waits for the verdict on the turn it answers,
+    counts and reports a block, and sends each window's verdict out with its time."""
+
+    def __init__(self, session: LiveSession, on_block: Callable[[Verdict], Awaitable[None] | None] | None) -> None:
+        self.session = session
+        self.gate = session._gate  # noqa: SLF001 - the turn this answer replies to
+        self.turn = session._turns  # noqa: SLF001
+        self.on_block = on_block
+
+    async def turn_allowed(self) -> bool:
+        if self.gate is None:
+            return True
+        live = await self.gate
+        return live is None or live.safe
+
+    async def blocked(self, verdict: Verdict) -> None:
+        if not await self.turn_allowed():
+            return  # the turn it answers was blocked: that refusal is the one
+        self.session.stats.outputs_blocked += 1
+        if self.on_block is not None:
+            result = self.on_block(verdict)
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                await result
+
+    def heard(self, window: Window, verdict: Verdict) -> None:
+        now = self.session.now
+        self.session._emit(LiveVerdict("output", verdict, (now, now), self.turn, stage="output"))  # noqa: SLF001
