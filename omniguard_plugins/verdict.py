@@ -44,10 +44,14 @@ class Evidence:
     capped: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"part": self.part, "kind": self.kind, "categories": list(self.categories),
+        """JSON-ready; ``"capped": true`` appears only on an item whose narrowing stopped early."""
+        data = {"part": self.part, "kind": self.kind, "categories": list(self.categories),
                 "chars": list(self.chars) if self.chars is not None else None,
                 "seconds": list(self.seconds) if self.seconds is not None else None,
-                "joint": list(self.joint), "capped": self.capped}
+                "joint": list(self.joint)}
+        if self.capped:
+            data["capped"] = True
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Evidence:

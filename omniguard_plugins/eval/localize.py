@@ -205,12 +205,15 @@ def score_item(item: LocalizeItem, verdict: Verdict) -> tuple[bool, float]:
     if item.span is None:  # a whole part: IoU over the set of parts named
         named = {e.part for e in evidence}
         return item.part in named, (1.0 / len(named) if item.part in named else 0.0)
-    spans = [e.chars or e.seconds for e in evidence if e.part == item.part]
-    spans = [s for s in spans if s is not None]
+    spans: list[tuple[float, float]] = []
+    for e in evidence:
+        span = e.chars or e.seconds
+        if e.part == item.part and span is not None:
+            spans.append((float(span[0]), float(span[1])))
     truth = (float(item.span[0]), float(item.span[1]))
-    inter = sum(_overlap((float(s[0]), float(s[1])), truth) for s in spans)
-    named = sum(float(s[1]) - float(s[0]) for s in spans)
-    union = named + (truth[1] - truth[0]) - inter
+    inter = sum(_overlap(s, truth) for s in spans)
+    length = sum(s[1] - s[0] for s in spans)
+    union = length + (truth[1] - truth[0]) - inter
     return inter > 0, (inter / union if union > 0 else 0.0)
 
 

@@ -94,7 +94,7 @@ def pcm_to_float(raw: bytes, sample_width: int, channels: int = 1) -> np.ndarray
         b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3)
         raw = np.concatenate([np.zeros((len(b), 1), np.uint8), b], axis=1).tobytes()
         sample_width = 4
-    dtypes = {1: np.int8, 2: np.dtype("<i2"), 4: np.dtype("<i4")}
+    dtypes: dict[int, Any] = {1: np.int8, 2: np.dtype("<i2"), 4: np.dtype("<i4")}
     if sample_width not in dtypes:
         raise CorruptMedia(f"unsupported sample width: {sample_width} bytes")
     ints = np.frombuffer(raw, dtype=dtypes[sample_width])
@@ -268,7 +268,9 @@ class _Grabber:
 
     def scan(self, frames: Any, start: float) -> tuple[list[np.ndarray], float]:
         """Keep one frame per step; when there are too many, drop every other and double the step."""
-        step, kept, times = 1.0 / self.limits.video_fps, [], []
+        step = 1.0 / self.limits.video_fps
+        kept: list[np.ndarray] = []
+        times: list[float] = []
         for frame in frames:
             self.tick(frame, start)
             t = (frame.time if frame.time is not None else len(kept) * step) - start

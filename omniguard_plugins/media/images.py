@@ -135,7 +135,7 @@ _ANIMATION_PIXEL_FACTOR = 16
 def animated_image_to_video(data: bytes, digest: str, limits: MediaLimits) -> DecodedVideo:
     """An animated GIF/WebP/APNG as a short video, sampled like one."""
     with open_image(data) as img:
-        n, (w, h) = img.n_frames, img.size
+        n, (w, h) = getattr(img, "n_frames", 1), img.size
         if n * w * h > _ANIMATION_PIXEL_FACTOR * limits.max_image_pixels:
             raise MediaTooLarge(f"{n} frames of {w}x{h} is too many pixels for an animation")
         with pil_errors("animation"):

@@ -113,6 +113,7 @@ def test_the_cap_stops_narrowing_and_says_so():
     verdict, requests = _localized(judge, text)
     (item,) = verdict.evidence
     assert item.capped and verdict.details["localize"]["capped"] is True
+    assert summarize(verdict, "input").to_json()["evidence"][0]["capped"] is True
     assert item.chars[0] <= truth[0] and item.chars[1] >= truth[1]
     assert requests - 1 <= 4
 
@@ -160,7 +161,7 @@ def test_the_summary_carries_evidence_out():
     verdict = judge.check(user=["look", *four_images()], localize=True)
     data = summarize(verdict, "input").to_json()
     assert data["evidence"] == [{"part": 3, "kind": "image", "categories": ["S1"], "chars": None, "seconds": None,
-                                 "joint": [], "capped": False}]
+                                 "joint": []}]
     assert summarize(verdict, "input").from_json(data).evidence == verdict.evidence
 
 
