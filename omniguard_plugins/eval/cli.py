@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ..errors import OmniGuardError
+from .progress import Progress
 
 __all__ = ["eval_command", "policy_group"]
 
@@ -19,11 +20,13 @@ _MODES = click.Choice(["verdict", "score", "critique"])
 
 def _judge_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed([
-        click.option("--model", envvar="OMNIGUARD_MODEL", default=None, help="Checkpoint id or folder [env OMNIGUARD_MODEL]."),
+        click.option("--model", envvar="OMNIGUARD_MODEL", default=None,
+                     help="Checkpoint id or folder [env OMNIGUARD_MODEL]."),
         click.option("--url", envvar="OMNIGUARD_URL", default=None,
                      help="OpenAI-compatible judge endpoint(s): omniguard serve or vLLM [env OMNIGUARD_URL]."),
         click.option("--device", envvar="OMNIGUARD_DEVICE", default=None, help="auto, cpu, cuda, cuda:1 ..."),
-        click.option("--mode", type=_MODES, default=None, help="verdict (default), score (P(unsafe), one pass) or critique."),
+        click.option("--mode", type=_MODES, default=None,
+                     help="verdict (default), score (P(unsafe), one pass) or critique (no scores)."),
         click.option("--data-root", type=click.Path(file_okay=False), envvar="OMNIGUARD_DATA_ROOT", default=None,
                      help="Folder of the benchmark sets [env OMNIGUARD_DATA_ROOT; default ../shared/data/benchmarks]."),
         click.option("--limit", type=click.IntRange(min=1), default=None,
@@ -37,8 +40,16 @@ def _judge_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _judge(model: str | None, url: str | None, device: str | None) -> Any:
+    """The judge to measure. With ``--url`` and no ``--model``, the model the endpoint serves
+    (its ``/v1/models``), so the requests and the report name it, not a client default."""
     from ..judge import OmniGuard
 
+    if url and not model:
+        from ..config import JudgeConfig
+        from .runinfo import model_identity, served_models
+
+        config = JudgeConfig.load(base_url=url)
+        model = model_identity(config, served_models(url, config.api_key))["id"]
     return OmniGuard(model=model, base_url=url, device=device).load()
 
 
@@ -50,30 +61,51 @@ def _policy(path: str) -> Any:
     return Policy.from_yaml(Path(path))
 
 
-def _load_items(names: Sequence[str], data_root: str | None, limit: int | None, seed: int) -> list[Any]:
-    from .datasets import DATASETS, load_dataset
+def _load_items(names: Sequence[str], data_root: str | None, limit: int | None,
+                seed: int) -> tuple[list[Any], dict[str, Path | None]]:
+    """The items, and each set's data folder (for the run's checksums). Making derived media
+    prints a progress line every few seconds."""
+    from .datasets import DATASETS, dataset_folder, load_dataset
 
     if list(names) == ["all"]:
         names = [n for n, info in DATASETS.items() if info.available()]
         missing = [n for n, info in DATASETS.items() if not info.available()]
         if missing:
             click.echo(f"skipping {', '.join(missing)}: espeak-ng is not installed", err=True)
-    items = []
+    items: list[Any] = []
+    folders: dict[str, Path | None] = {}
+    last = [time.monotonic()]
+
+    def media(name: str) -> Any:
+        def tick(done: int, total: int) -> None:
+            if time.monotonic() - last[0] >= 5.0 or done == total:
+                last[0] = time.monotonic()
+                click.echo(f"making media for {name}: {done}/{total} items", err=True)
+        return tick
+
     for name in names:
-        items += load_dataset(name, data_root, limit=limit, seed=seed)
-    return items
+        loaded = load_dataset(name, data_root, limit=limit, seed=seed, progress=media(name))
+        items += loaded
+        folder = dataset_folder(name, data_root)
+        for dataset in dict.fromkeys(i.dataset for i in loaded):
+            folders[dataset] = folder
+    return items, folders
 
 
-@contextmanager
-def _progress(total: int, label: str) -> Iterator[Callable[[int], None]]:
-    with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True, show_eta=True) as bar:
-        yield bar.update
+def _f(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _summary_line(overall: dict[str, Any]) -> str:
     auprc = "" if overall["auprc"] is None else f"  AUPRC {overall['auprc']:.3f}"
-    return (f"{overall['n']} items  precision {overall['precision']:.3f}  recall {overall['recall']:.3f}  "
-            f"F1 {overall['f1']:.3f}{auprc}  errors {overall['n_errors']}")
+    return (f"{overall['n']} items  precision {_f(overall['precision'])}  recall {_f(overall['recall'])}  "
+            f"F1 {_f(overall['f1'])}  FPR {_f(overall['fpr'])}{auprc}  errors {overall['n_errors']}")
+
+
+def _interrupted(out: str) -> None:
+    click.echo(f"\ninterrupted: the batch in flight was not written; run the same command to resume ({out})",
+               err=True)
+    sys.exit(130)
 
 
 def _list_sets() -> None:
@@ -93,17 +125,28 @@ def _list_sets() -> None:
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False), default=None,
               help="YAML policy to judge under (default: S1-S12).")
 @click.option("--dev-split", type=click.FloatRange(0.05, 0.95), default=None,
-              help="Choose a threshold (max F1) on this share of the items, report the rest at it (needs scores).")
+              help="Choose a threshold on this share of the items (max F1 with a dev FPR of at most --max-fpr), "
+                   "report the rest at it (needs scores).")
+@click.option("--max-fpr", type=click.FloatRange(0.0, 1.0), default=0.05, show_default=True,
+              help="The false-positive-rate cap of the --dev-split rule.")
+@click.option("--retry-errors", is_flag=True,
+              help="On resume, judge every failed row again (rows failed by an interrupt, overload or a backend "
+                   "that was down are always judged again).")
+@click.option("--latency-sample", type=click.IntRange(min=0), default=24, show_default=True,
+              help="Items judged one at a time first, for per-item latency without batch waits (0: none).")
+@click.option("--explain", is_flag=True, help="Ask a critique for every flagged item (the error gallery shows it).")
 @click.option("--compare", nargs=2, type=click.Path(), default=None, metavar="RUN_A RUN_B",
-              help="Compare two run folders instead of judging: metric changes and flipped items.")
+              help="Compare two run folders instead of judging: setting differences, metric changes with paired "
+                   "tests, flipped items.")
 @click.option("--list", "list_sets", is_flag=True, help="List the sets and exit.")
 def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, device: str | None, mode: str | None,
                  data_root: str | None, limit: int | None, seed: int, batch_size: int, out: str | None,
-                 policy_file: str | None, dev_split: float | None, compare: tuple[str, str] | None,
-                 list_sets: bool) -> None:
+                 policy_file: str | None, dev_split: float | None, max_fpr: float, retry_errors: bool,
+                 latency_sample: int, explain: bool, compare: tuple[str, str] | None, list_sets: bool) -> None:
     """Measure the judge on labelled sets (names from --list, 'all', or golden-set files).
 
-    Writes report.md, report.html, report.json, predictions.jsonl and PNG plots into --out.
+    Writes report.md, report.html, report.json, predictions.jsonl, run.json and PNG plots into
+    --out. Ctrl-C stops at once (exit 130); the same command resumes.
     """
     from .compare import compare_runs
     from .render import write_report
@@ -125,15 +168,21 @@ def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, devi
             raise click.UsageError("name the sets to evaluate (see --list), 'all', or golden-set files")
         out = out or "omniguard-eval"
         policy = _policy(policy_file) if policy_file else None
-        items = _load_items(sets, data_root, limit, seed)
+        items, folders = _load_items(sets, data_root, limit, seed)
         judge = _judge(model, url, device)
+        progress = Progress(len(items), "judging")
         try:
-            with _progress(len(items), "judging") as update:
-                report = evaluate(judge, items, out_dir=out, mode=mode, policy=policy, batch_size=batch_size,
-                                  dev_fraction=dev_split, progress=update)
-        finally:
-            judge.close()
+            report = evaluate(judge, items, out_dir=out, mode=mode, policy=policy, batch_size=batch_size,
+                              dev_fraction=dev_split, max_fpr=max_fpr, progress=progress, seed=seed, limit=limit,
+                              retry_errors=retry_errors, latency_sample=latency_sample, explain=explain or None,
+                              folders=folders)
+        except KeyboardInterrupt:
+            _interrupted(out)  # the judge is not closed: that would wait for the batch in flight
+        judge.close()
+        progress.close()
         written = write_report(report, out)
+    except KeyboardInterrupt:
+        _interrupted(out or "omniguard-eval")
     except OmniGuardError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     click.echo(_summary_line(report.overall))
@@ -162,14 +211,16 @@ def policy_test_command(policy_file: str, golden: tuple[str, ...], model: str | 
 
     try:
         policy = _policy(policy_file)
-        items = _load_items(golden, data_root, limit, seed)
+        items, _ = _load_items(golden, data_root, limit, seed)
         judge = _judge(model, url, device)
+        progress = Progress(len(items) * (2 if baseline else 1), "judging")
         try:
-            with _progress(len(items) * (2 if baseline else 1), "judging") as update:
-                result = policy_test(judge, policy, items, out_dir=out, baseline=baseline, mode=mode,
-                                     batch_size=batch_size, progress=update)
-        finally:
-            judge.close()
+            result = policy_test(judge, policy, items, out_dir=out, baseline=baseline, mode=mode,
+                                 batch_size=batch_size, progress=progress, seed=seed, limit=limit)
+        except KeyboardInterrupt:
+            _interrupted(out)
+        judge.close()
+        progress.close()
         write_report(result.custom, Path(out) / "custom")
         if result.default is not None:
             write_report(result.default, Path(out) / "default")
@@ -177,7 +228,7 @@ def policy_test_command(policy_file: str, golden: tuple[str, ...], model: str | 
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     click.echo("custom policy:  " + _summary_line(result.custom.overall))
     for label, row in result.custom.by_category.items():
-        click.echo(f"  {label:40s} items {row['n']:4d}  recall {row['recall']:.3f}")
+        click.echo(f"  {label:40s} items {row['n']:4d}  recall {_f(row['recall'])}  named F1 {_f(row['f1_named'])}")
     if result.comparison is not None and result.default is not None:
         click.echo("default policy: " + _summary_line(result.default.overall))
         text = result.comparison.to_markdown()

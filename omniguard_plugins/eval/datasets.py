@@ -19,7 +19,7 @@ from .derived import MediaMaker, espeak_available
 from .items import EvalItem, sample
 from .loaders import files, images, responses, text
 
-__all__ = ["DATASETS", "DatasetInfo", "data_root", "load_dataset"]
+__all__ = ["DATASETS", "DatasetInfo", "data_root", "dataset_folder", "load_dataset"]
 
 Loader = Callable[[Path], list[EvalItem]]
 Deriver = Callable[[EvalItem, MediaMaker, Path], EvalItem]
@@ -78,7 +78,8 @@ def _flash_clip(item: EvalItem, maker: MediaMaker, root: Path) -> EvalItem:
                       meta={**item.meta, "background": str(pick), "flash_at_s": 2.0, "flash_s": 1.0})
 
 
-def _native(name: str, modality: str, labelled: str, description: str, load: Loader, folder: str | None = None) -> DatasetInfo:
+def _native(name: str, modality: str, labelled: str, description: str, load: Loader,
+            folder: str | None = None) -> DatasetInfo:
     return DatasetInfo(name, folder or name, modality, labelled, description, load)
 
 
@@ -89,7 +90,8 @@ def _derived(name: str, base: DatasetInfo, modality: str, description: str, deri
 
 _NATIVE = [
     _native("xstest", "text", "prompt", "XSTest: 250 safe look-alikes, 200 unsafe prompts", text.xstest),
-    _native("openai_moderation", "text", "prompt", "OpenAI moderation eval (any flag = unsafe)", text.openai_moderation),
+    _native("openai_moderation", "text", "prompt", "OpenAI moderation eval (any flag = unsafe)",
+            text.openai_moderation),
     _native("simplesafetytests", "text", "prompt", "SimpleSafetyTests (all unsafe)", text.simplesafetytests),
     _native("harmbench", "text", "prompt", "HarmBench text behaviours (all unsafe)", text.harmbench),
     _native("harmbench_response", "text", "response", "HarmBench classifier-val responses (human labels)",
@@ -114,9 +116,10 @@ _NATIVE = [
 _BY_NAME = {d.name: d for d in _NATIVE}
 _DERIVED = [
     _derived("xstest_audio", _BY_NAME["xstest"], "audio", "XSTest prompts spoken (espeak-ng)", _spoken_prompt),
-    _derived("advbench_audio", _BY_NAME["advbench"], "audio", "AdvBench spoken (as Jailbreak-AudioBench)", _spoken_prompt),
-    _derived("voice_jailbreak_audio", _BY_NAME["voice_jailbreak_questions"], "audio", "Voice-jailbreak questions spoken",
+    _derived("advbench_audio", _BY_NAME["advbench"], "audio", "AdvBench spoken (as Jailbreak-AudioBench)",
              _spoken_prompt),
+    _derived("voice_jailbreak_audio", _BY_NAME["voice_jailbreak_questions"], "audio",
+             "Voice-jailbreak questions spoken", _spoken_prompt),
     _derived("xstest_response_audio", _BY_NAME["xstest_response"], "text+audio",
              "XSTest-Response with the agent's answer spoken", _spoken_response),
     _derived("harmbench_response_audio", _BY_NAME["harmbench_response"], "text+audio",
@@ -150,15 +153,26 @@ def data_root(root: str | os.PathLike[str] | None = None) -> Path:
     raise ConfigError("no benchmark data found: pass --data-root DIR or set OMNIGUARD_DATA_ROOT")
 
 
+def dataset_folder(name: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> Path | None:
+    """What a set is read from (a folder, or a user's file), for the run's data checksums."""
+    info = DATASETS.get(str(name))
+    if info is None:
+        return Path(name) if Path(name).is_file() else None
+    folder = data_root(root) / info.folder
+    return folder if folder.is_dir() else None
+
+
 def load_dataset(name: str | os.PathLike[str], root: str | os.PathLike[str] | None = None, *, limit: int | None = None,
-                 seed: int = 0, cache_dir: str | os.PathLike[str] | None = None) -> list[EvalItem]:
+                 seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> list[EvalItem]:
     """The items of a named set (see :data:`DATASETS`) or of a user's file (golden JSONL/CSV,
     BeaverTails jsonl, VLGuard test.json). ``limit`` takes a label-stratified sample; derived
-    media are made for the sampled items only."""
+    media are made for the sampled items only, and ``progress(done, total)`` is called after
+    each (making speech and clips can take minutes)."""
     info = DATASETS.get(str(name))
     if info is None:
         if Path(name).suffix in (".jsonl", ".csv", ".json", ".gz") or Path(name).is_file():
-            return sample(files.load_file(name), limit, seed=seed)
+            return sample(files.load_file(Path(name)), limit, seed=seed)
         known = ", ".join(DATASETS)
         raise ConfigError(f"unknown set {name!r}: one of {known}, or a .jsonl/.csv golden-set file")
     base = data_root(root)
@@ -169,7 +183,13 @@ def load_dataset(name: str | os.PathLike[str], root: str | os.PathLike[str] | No
     if info.derive is None:
         return items
     if not info.available():
-        raise ConfigError(f"set {info.name!r} needs {info.needs}, which is not installed (apt-get install {info.needs})")
+        raise ConfigError(f"set {info.name!r} needs {info.needs}, which is not installed "
+                          f"(apt-get install {info.needs})")
     maker = MediaMaker(cache_dir)
-    return [info.derive(item, maker, base).with_(id=f"{info.name}/{item.id.split('/', 1)[1]}", dataset=info.name)
-            for item in items]
+    out = []
+    for n, item in enumerate(items, start=1):
+        made = info.derive(item, maker, base)
+        out.append(made.with_(id=f"{info.name}/{item.id.split('/', 1)[1]}", dataset=info.name))
+        if progress is not None:
+            progress(n, len(items))
+    return out

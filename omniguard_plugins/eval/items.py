@@ -54,13 +54,10 @@ class EvalItem:
         media = [f"[{p.kind}: {p.name or 'media'}]" for p in parts if not isinstance(p, Text)]
         return " ".join([text, *media]).strip()
 
-    def check_input(self, policy: Any = None) -> dict[str, Any]:
-        """The ``check_many`` argument for this item."""
-        convo = Conversation.of(user=list(self.user), assistant=list(self.assistant) if self.assistant is not None else None)
-        out: dict[str, Any] = {"conversation": convo, "direction": self.direction}
-        if policy is not None:
-            out["policy"] = policy
-        return out
+    def conversation(self) -> Conversation:
+        """The turns the judge reads for this item."""
+        assistant = list(self.assistant) if self.assistant is not None else None
+        return Conversation.of(user=list(self.user), assistant=assistant)
 
     def with_(self, **changes: Any) -> EvalItem:
         return replace(self, **changes)
@@ -80,7 +77,7 @@ def modality_of(user: Sequence[Part], assistant: Sequence[Part] | None = None) -
 
 def media_part(kind: str, path: str | Path) -> Part:
     """An Image/Audio/Video part for a local path or a URL, named for reports."""
-    cls = {"image": Image, "audio": Audio, "video": Video}[kind]
+    cls: Any = {"image": Image, "audio": Audio, "video": Video}[kind]
     if isinstance(path, str) and "://" in path:
         return cls(path, name=path.rsplit("/", 1)[-1] or path)
     p = Path(path)

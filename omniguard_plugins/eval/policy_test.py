@@ -38,15 +38,17 @@ def policy_test(
     mode: str | None = None,
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
+    seed: int | None = None,
+    limit: int | None = None,
 ) -> PolicyTest:
     """Evaluate ``items`` under ``policy`` (and, with ``baseline``, under the default policy)."""
     out = Path(out_dir) if out_dir is not None else None
     custom = evaluate(judge, items, out_dir=out / "custom" if out else None, mode=mode, policy=policy,
-                      batch_size=batch_size, progress=progress)
+                      batch_size=batch_size, progress=progress, seed=seed, limit=limit)
     if not baseline:
         return PolicyTest(custom, None, None)
     default = evaluate(judge, items, out_dir=out / "default" if out else None, mode=mode, policy=Policy(),
-                       batch_size=batch_size, progress=progress)
+                       batch_size=batch_size, progress=progress, seed=seed, limit=limit)
     comparison = compare_predictions(default.predictions, custom.predictions, name_a="default policy",
                                      name_b="custom policy")
     return PolicyTest(custom, default, comparison)

@@ -14,12 +14,14 @@ from click.testing import CliRunner
 from omniguard_plugins.cli import main
 from omniguard_plugins.testing import TINY_TRIGGERS, scripted_judge
 
-PLOTS = {"pr_curve.png", "roc_curve.png", "reliability.png", "confusion.png", "datasets_f1.png", "categories.png"}
+PLOTS = {"pr_curve.png", "roc_curve.png", "reliability.png", "confusion.png", "datasets_f1.png", "categories.png",
+         "threshold_sweep.png"}
 
 
 @pytest.fixture
 def scripted_cli(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("omniguard_plugins.eval.cli._judge", lambda model, url, device: scripted_judge(dict(TINY_TRIGGERS)))
+    monkeypatch.setattr("omniguard_plugins.eval.cli._judge",
+                        lambda model, url, device: scripted_judge(dict(TINY_TRIGGERS)))
 
 
 def test_help_lists_the_commands() -> None:

@@ -14,7 +14,8 @@ from omniguard_plugins.errors import ConfigError
 from omniguard_plugins.eval import MediaMaker, espeak_available, load_dataset
 from omniguard_plugins.media import MediaLimits, decode_part
 
-needs_espeak = pytest.mark.skipif(not espeak_available(), reason="espeak-ng is not installed (apt-get install espeak-ng)")
+needs_espeak = pytest.mark.skipif(not espeak_available(),
+                                  reason="espeak-ng is not installed (apt-get install espeak-ng)")
 
 
 def _frames(path: Path) -> np.ndarray:

@@ -51,7 +51,7 @@ def test_a_torn_last_line_is_judged_again(tmp_path: Path) -> None:
         path.write_text("\n".join(lines[:3]) + "\n" + lines[3][:40])  # a run killed mid-write
         evaluate(judge, items, out_dir=tmp_path)
         assert len(_backend(judge).requests) == 5
-    assert [json.loads(line)["id"] for line in path.read_text().splitlines()] == [i.id for i in items]
+    assert sorted(json.loads(line)["id"] for line in path.read_text().splitlines()) == sorted(i.id for i in items)
 
 
 def test_resuming_under_another_mode_or_policy_is_refused(tmp_path: Path) -> None:
@@ -108,7 +108,8 @@ def test_policy_test_reports_flips_against_the_default(tmp_path: Path) -> None:
     assert [a.id for a, _ in result.comparison.fixed] == ["toy/7"]  # "steal home base": a false positive gone
     assert "S2: Non-Violent Crimes" in result.default.by_category
     assert "Non-Violent Crimes (not in the policy)" in result.custom.by_category
-    assert (tmp_path / "custom" / "predictions.jsonl").exists() and (tmp_path / "default" / "predictions.jsonl").exists()
+    assert (tmp_path / "custom" / "predictions.jsonl").exists()
+    assert (tmp_path / "default" / "predictions.jsonl").exists()
 
 
 def test_compare_runs_shows_metric_changes_and_flips(tmp_path: Path) -> None:

@@ -66,7 +66,8 @@ def load_file(path: str | Path, *, dataset: str | None = None, image_root: str |
     if {"prompt", "response", "is_safe"} <= set(first):
         return beavertails(records, dataset=name)
     if {"image", "safe"} <= set(first) and "label" not in first:
-        root = Path(image_root) if image_root else (path.parent / "test" if (path.parent / "test").is_dir() else path.parent)
+        beside = path.parent / "test" if (path.parent / "test").is_dir() else path.parent
+        root = Path(image_root) if image_root else beside
         return vlguard(records, image_root=root, dataset=name)
     return golden(records, base=path.parent, dataset=name)
 

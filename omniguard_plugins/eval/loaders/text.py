@@ -43,7 +43,8 @@ def openai_moderation(folder: Path) -> list[EvalItem]:
             flags = [k for k in MODERATION_KEYS if row.get(k) == 1]
             items.append(EvalItem(
                 id=f"openai_moderation/{n}", dataset="openai_moderation", unsafe=bool(flags),
-                user=(Text(row["prompt"]),), categories=category_names("openai_moderation", *flags), groups=tuple(flags),
+                user=(Text(row["prompt"]),), categories=category_names("openai_moderation", *flags),
+                groups=tuple(flags),
                 meta={"unknown_keys": [k for k in MODERATION_KEYS if k not in row]},
             ))
     return items
