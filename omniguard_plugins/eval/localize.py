@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOCALIZE_SETS", "LocalizeItem", "SetScore", "localize_items", "localize_table", "run_localize", "score_set",
+    "write_localize_report",
 ]
 
 #: harmless sentences the sets are made of (the tiny checkpoint's vocabulary, so it stays calm)
@@ -268,3 +269,18 @@ def localize_table(scores: Sequence[SetScore]) -> str:
         lines.append(f"| {s.name} | {s.items} | {s.flagged} | {_fmt(r['hit_rate'], '.0%')} | "
                      f"{_fmt(r['mean_iou'], '.2f')} | {_fmt(r['checks_per_verdict'], '.1f')} | {s.capped} |")
     return "\n".join(lines) + "\n"
+
+
+def write_localize_report(judge: OmniGuard, out: str | Path, *, per_set: int = 8, seed: int = 0,
+                          maker: MediaMaker | None = None) -> str:
+    """What ``omniguard eval --localize`` runs: the four sets judged, ``localize.md`` and
+    ``localize.json`` written to ``out``; returns the markdown (for ``report.md``)."""
+    import json
+
+    scores = run_localize(judge, per_set=per_set, seed=seed, maker=maker)
+    table = "## Localization (evidence)\n\n" + localize_table(scores)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "localize.md").write_text(table)
+    (folder / "localize.json").write_text(json.dumps([s.row() for s in scores], indent=2))
+    return table
