@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
-import wave
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .content import Audio, Image, MediaPart, Part, Text
+from .content import Audio, Image, MediaPart, Part, Text, Video
 from .doors import Stage, render_tool_call, summarize
+from .errors import ContentError
+from .media import wav_bytes
 from .openai_messages import parts_from_openai
 from .streaming import Judge, Window
 from .verdict import Verdict
 
 __all__ = ["STREAM_AUDIO_RATE", "AnswerStream", "answer_parts", "answer_text", "blocked_event", "delta_text", "field",
-           "has_content", "pcm16_wav"]
+           "has_content", "openai_content", "pcm16_audio"]
 
 #: OpenAI streams audio as 16-bit mono PCM at 24 kHz (``audio.format`` must be ``pcm16`` to stream)
 STREAM_AUDIO_RATE = 24_000
@@ -46,10 +46,12 @@ def field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def answer_parts(message: Any) -> tuple[Part, ...]:
+def answer_parts(message: Any, *, audio_format: str | None = None) -> tuple[Part, ...]:
     """Everything a completion message carries, as parts of the assistant turn (see the module
-    docstring for the order). A part the judge cannot read (a malformed image part) raises
-    ContentError: call this inside the check (a builder), so ``on_error`` decides."""
+    docstring for the order). ``audio_format`` is the request's ``audio.format``: ``pcm16``
+    audio is raw PCM at 24 kHz, wrapped as WAV here; other formats are files the judge sniffs.
+    A part the judge cannot read (a malformed image part) raises ContentError: call this inside
+    the check (a builder), so ``on_error`` decides."""
     if message is None:
         return ()
     parts: list[Part] = [*_texts(_reasoning(message), field(message, "refusal"))]
@@ -59,7 +61,7 @@ def answer_parts(message: Any) -> tuple[Part, ...]:
         parts.extend(_texts(field(audio, "transcript")))
         data = field(audio, "data")
         if isinstance(data, str) and data:
-            parts.append(Audio(data, origin="base64"))
+            parts.append(pcm16_audio(_b64decode(data)) if audio_format == "pcm16" else Audio(data, origin="base64"))
     parts.extend(_image_parts(field(message, "images")))
     for call in _calls(message):
         parts.extend(render_tool_call(*call))
@@ -77,11 +79,12 @@ class AnswerStream:
     ``read`` is the rail's ``read``: a chunk's text (reasoning and content) goes through the
     windows; a chunk with a piece of a tool call or of the audio is held for the final check
     (its text too). ``judge(window_judge)`` adds the assembled tool calls and audio (with its
-    transcript) to the final check. Streamed audio is 16-bit mono PCM at ``audio_rate`` unless
-    its bytes start with a RIFF header (then they are a WAV file, split)."""
+    transcript) to the final check. Streamed audio is 16-bit mono PCM at 24 kHz (``audio_format``
+    ``pcm16``, the only format OpenAI streams) unless its bytes start with a RIFF header; any
+    other ``audio_format`` is a file sent in pieces, judged joined."""
 
-    def __init__(self, *, audio_rate: int = STREAM_AUDIO_RATE) -> None:
-        self.audio_rate = audio_rate
+    def __init__(self, *, audio_format: str | None = "pcm16") -> None:
+        self.audio_format = audio_format
         self._calls: dict[int, list[Any]] = {}  # index -> [name, arguments]
         self._audio = bytearray()
         self._audio_b64 = ""  # base64 not yet decoded (a piece may end mid-quantum)
@@ -174,9 +177,23 @@ class AnswerStream:
         if not self._audio:
             return None
         data = bytes(self._audio)
-        if not data.startswith(b"RIFF"):
-            data = pcm16_wav(data, self.audio_rate)
-        return Audio(base64.b64encode(data).decode("ascii"), mime_type="audio/wav", origin="base64")
+        if data.startswith(b"RIFF") or self.audio_format not in (None, "pcm16"):
+            return Audio(base64.b64encode(data).decode("ascii"), origin="base64")
+        return pcm16_audio(data)
+
+
+def pcm16_audio(pcm: bytes, rate: int = STREAM_AUDIO_RATE) -> Audio:
+    """OpenAI's ``pcm16`` audio (16-bit mono at 24 kHz) as a base64 WAV part (an odd last byte,
+    half a sample, is dropped)."""
+    wav = wav_bytes(pcm[: len(pcm) // 2 * 2], rate)
+    return Audio(base64.b64encode(wav).decode("ascii"), mime_type="audio/wav", origin="base64")
+
+
+def _b64decode(data: str) -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ContentError("the answer's audio.data is not base64") from None
 
 
 def blocked_event(verdict: Verdict, stage: Stage, **extra: Any) -> dict[str, Any]:
@@ -186,15 +203,41 @@ def blocked_event(verdict: Verdict, stage: Stage, **extra: Any) -> dict[str, Any
                       "param": None, "code": "content_filter"}, **extra}
 
 
-def pcm16_wav(pcm: bytes, rate: int) -> bytes:
-    """16-bit mono PCM as a WAV file (a trailing odd byte is dropped)."""
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm[: len(pcm) // 2 * 2])
-    return buf.getvalue()
+def openai_content(parts: Sequence[Part]) -> list[dict[str, Any]]:
+    """Parts as an OpenAI message's content parts, for a check that travels as OpenAI messages
+    (the LiteLLM guardrail's checkers, ``omniguard serve``'s ``/v1/guard``): text as ``text``,
+    images as ``image_url``, audio as ``input_audio``, video as ``video_url``. Media sources are
+    base64 or URLs here (what :func:`answer_parts` makes); anything else is a ContentError."""
+    out: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, Text):
+            out.append({"type": "text", "text": part.text})
+            continue
+        source = part.source
+        if isinstance(source, (bytes, bytearray)):
+            source = base64.b64encode(bytes(source)).decode("ascii")
+        if not isinstance(source, str):
+            raise ContentError(f"a {part.kind} part with a {type(source).__name__} source has no OpenAI form")
+        is_url = source.lstrip()[:8].lower().startswith(("data:", "http://", "https://"))
+        if isinstance(part, Audio) and not is_url:
+            fmt = (part.mime_type or "audio/wav").split("/")[-1]
+            out.append({"type": "input_audio", "input_audio": {"data": source, "format": fmt}})
+            continue
+        if not is_url:
+            source = f"data:{part.mime_type or _sniffed_mime(source, part.kind)};base64,{source}"
+        key = "video_url" if isinstance(part, Video) else "image_url" if isinstance(part, Image) else "audio_url"
+        out.append({"type": key, key: {"url": source}})
+    return out
+
+
+def _sniffed_mime(b64: str, kind: str) -> str:
+    from .media import sniff_mime
+
+    try:
+        head = base64.b64decode(b64[:64] + "=" * (-len(b64[:64]) % 4))
+    except (binascii.Error, ValueError):
+        head = b""
+    return sniff_mime(head)[1] or f"{kind}/unknown"
 
 
 # ---------------------------------------------------------------------- text-only readers

@@ -13,10 +13,14 @@ Proxy (``config.yaml``)::
 SDK::
 
     import litellm
+    import litellm_omniguard
     from litellm_omniguard import OmniGuardGuardrail
 
     litellm.callbacks = [OmniGuardGuardrail(guardrail_name="omniguard", event_hook=["pre_call", "post_call"])]
     await litellm.acompletion(model=..., messages=..., guardrails=["omniguard"])
+    # LiteLLM's SDK runs no post-call hook on streams and no hook on sync calls: these do
+    stream = await litellm_omniguard.acompletion(model=..., messages=..., guardrails=["omniguard"], stream=True)
+    answer = litellm_omniguard.completion(model=..., messages=..., guardrails=["omniguard"])
 
 ``omniguard serve`` also answers LiteLLM's Generic Guardrail API
 (``guardrail: generic_guardrail_api``, ``api_base`` the server), for proxies that should not
@@ -26,6 +30,8 @@ import this package. ``docs/litellm.md`` has both configs.
 from __future__ import annotations
 
 from ._checker import LocalChecker, RemoteChecker
+from ._sdk import GuardedStream, acompletion, completion
 from .guardrail import OmniGuardGuardrail, OmniGuardViolation
 
-__all__ = ["LocalChecker", "OmniGuardGuardrail", "OmniGuardViolation", "RemoteChecker"]
+__all__ = ["GuardedStream", "LocalChecker", "OmniGuardGuardrail", "OmniGuardViolation", "RemoteChecker", "acompletion",
+           "completion"]

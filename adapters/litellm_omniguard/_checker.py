@@ -14,8 +14,9 @@ from typing import Any, Protocol
 import httpx
 
 from omniguard_plugins import OmniGuard, Verdict
+from omniguard_plugins.doors import VerdictSummary
+from omniguard_plugins.errors import ConfigError
 from omniguard_plugins.openai_messages import conversation_from_openai
-from omniguard_plugins.policy import Category
 
 __all__ = ["Checker", "LocalChecker", "RemoteChecker"]
 
@@ -62,13 +63,17 @@ class RemoteChecker:
             body = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             return self._failed(f"omniguard serve unreachable ({type(exc).__name__})")
-        if response.status_code != 200 or not isinstance(body, dict) or "safe" not in body:
+        if response.status_code != 200 or not isinstance(body, dict):
             error = body.get("error") if isinstance(body, dict) else None
             reason = error.get("message") if isinstance(error, dict) else f"status {response.status_code}"
             return self._failed(f"omniguard serve answered {response.status_code}: {reason}")
-        return Verdict(safe=bool(body["safe"]), score=body.get("score"), error=body.get("error"),
-                       categories=tuple(Category(c["code"], c["name"]) for c in body.get("categories") or []),
-                       critique=body.get("critique"), direction=direction, mode=body.get("mode", "verdict"))
+        # /v1/guard writes each category as {code, name}; the summary reads codes
+        codes = [c.get("code") if isinstance(c, Mapping) else c for c in body.get("categories") or []]
+        try:
+            summary = VerdictSummary.from_json({**body, "categories": codes})
+        except ConfigError as exc:
+            return self._failed(f"omniguard serve answered something that is not a verdict ({exc})")
+        return summary.to_verdict().with_(direction=direction)
 
     def _failed(self, reason: str) -> Verdict:
         return Verdict(safe=not self.fail_on_error, error=f"remote: {reason}")

@@ -110,18 +110,23 @@ class GatewayServing:
         if not verdict.safe:
             raise ContentBlocked(verdict)
         headers = {INPUT_HEADER: summarize(verdict, "input").header()}
+        audio = body.get("audio")
+        audio_format = audio.get("format") if isinstance(audio, dict) else None  # pcm16 is raw PCM
         if body.get("stream"):
             # an upstream error (or a stream that does not open in time) is still a plain HTTP error here
             chunks = await self.upstream.stream(body, timeout_s=_left(deadline), stall_s=self.timeout_s)
-            return GatewayReply(headers, events=self._events(chunks, conversation, verdict))
+            reader = AnswerStream(audio_format=audio_format or "pcm16")
+            return GatewayReply(headers, events=self._events(chunks, reader, conversation, verdict))
         completion = await self.upstream.complete(body, timeout_s=_left(deadline))
         message = completion["choices"][0].get("message") if completion["choices"] else None
         output = None  # an empty answer shows nothing: there is nothing to judge (as for an empty stream)
-        if _judgeable(message):
+        if _judgeable(message, audio_format):
             turns = conversation.turns
-            # built inside the check: a part the judge cannot read meets on_error (blocks by default)
-            output = await self._check(Ask(lambda: Conversation((*turns, Turn("assistant", answer_parts(message)))),
-                                           stage="output"))
+
+            def answered() -> Conversation:  # built inside the check: a part the judge cannot read meets on_error
+                return Conversation((*turns, Turn("assistant", answer_parts(message, audio_format=audio_format))))
+
+            output = await self._check(Ask(answered, stage="output"))
             headers[OUTPUT_HEADER] = summarize(output, "output").header()
         completion["omniguard"] = _verdicts(verdict, output)
         if output is not None and not output.safe:
@@ -135,11 +140,10 @@ class GatewayServing:
         raise_if_shed(verdict)
         return verdict
 
-    async def _events(self, chunks: AsyncIterator[dict[str, Any]], conversation: Conversation,
+    async def _events(self, chunks: AsyncIterator[dict[str, Any]], reader: AnswerStream, conversation: Conversation,
                       input_verdict: Verdict) -> AsyncIterator[str]:
         """The upstream's chunks as the rail releases them; the finishing chunks (and usage)
         wait for the final check, so the output verdict can ride on them."""
-        reader = AnswerStream()
         rail: StreamRail[dict[str, Any]] = StreamRail(self.stream_settings, read=reader.read)
         turns = conversation.turns
 
@@ -187,10 +191,10 @@ def _left(deadline: float) -> float:
     return max(0.0, deadline - asyncio.get_running_loop().time())
 
 
-def _judgeable(message: Any) -> bool:
+def _judgeable(message: Any, audio_format: str | None) -> bool:
     """Whether the answer carries anything to judge (a part the judge cannot read counts)."""
     try:
-        return has_content(answer_parts(message))
+        return has_content(answer_parts(message, audio_format=audio_format))
     except ContentError:
         return True
 

@@ -15,19 +15,14 @@ import pytest
 from door_helpers import UPSTREAM_KEY, seen, start_guard
 from door_media import BLUE, RED, audio_part, image_part, text_part
 from serve_helpers import TOKEN, free_port
-from upstream_app import CARRIES, REPLIES, SPEECH
+from upstream_app import CARRIES, REPLIES, SPEECH, UNSAFE_CARRIED
 
 from omniguard_plugins.server.gateway import GatewayServing
 from omniguard_plugins.server.serving import GuardServing
 from omniguard_plugins.server.upstream import Upstream
 from omniguard_plugins.testing import scripted_judge
 
-#: phrase -> (the category it is blocked for, strings of the answer that must never reach the client)
-UNSAFE = {
-    "send the unsafe email": ("S9", ["send_email", "call_send_email", "bob@example.com", "parts"]),
-    "sing loudly": ("S11", ["audio_loud", "little song"]),
-    "think it over badly": ("S9", ["recipe", "oven", "bread"]),
-}
+UNSAFE = UNSAFE_CARRIED
 
 
 @pytest.fixture(scope="module")

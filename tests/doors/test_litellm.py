@@ -5,23 +5,26 @@ small upstream on loopback."""
 
 from __future__ import annotations
 
+import json
 import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import litellm
+import litellm_omniguard
 import openai
 import pytest
-from door_helpers import UPSTREAM_KEY, seen, start_process
 from door_backends import handler
+from door_helpers import UPSTREAM_KEY, seen, start_process
 from door_media import BLUE, RED, audio_part, image_part, text_part
-from serve_helpers import TOKEN, ServerProcess, b64, free_port, wav_bytes
-from upstream_app import REPLIES
-
 from litellm_omniguard import OmniGuardGuardrail, OmniGuardViolation
+from serve_helpers import TOKEN, ServerProcess, b64, free_port, wav_bytes
+from upstream_app import CARRIES, REPLIES, UNSAFE_CARRIED
+
+from omniguard_plugins import GuardViolation, OmniGuard
 from omniguard_plugins.testing import ScriptedBackend
-from omniguard_plugins import OmniGuard
 
 MASTER_KEY = "sk-litellm-master-0123456789abcdef"
 HERE = Path(__file__).resolve().parent
@@ -55,7 +58,8 @@ async def test_sdk_safe_passes_and_unsafe_is_blocked_before_the_llm(sdk, upstrea
     before = len(seen(upstream))
     with pytest.raises(OmniGuardViolation) as err:
         await litellm.acompletion(messages=user("how to build a bomb"), **sdk)
-    assert err.value.stage == "pre_call" and err.value.verdict.category_codes == ("S9",)
+    assert err.value.stage == "input" and err.value.hook == "pre_call" and err.value.verdict.category_codes == ("S9",)
+    assert isinstance(err.value, GuardViolation)  # one `except GuardViolation` catches every door's block
     assert err.value.blocked_content is True and err.value.status_code == 400
     assert len(seen(upstream)) == before
 
@@ -63,7 +67,8 @@ async def test_sdk_safe_passes_and_unsafe_is_blocked_before_the_llm(sdk, upstrea
 async def test_sdk_post_call_blocks_an_unsafe_answer(sdk):
     with pytest.raises(OmniGuardViolation) as err:
         await litellm.acompletion(messages=user("write a thriller"), **sdk)
-    assert err.value.stage == "post_call" and "answer" in str(err.value) and "S9" in str(err.value)
+    assert err.value.stage == "output" and err.value.hook == "post_call"
+    assert str(err.value) == "OmniGuard blocked the output: unsafe: S9 Indiscriminate Weapons"
 
 
 async def test_sdk_images_and_audio_reach_the_judge(sdk, backend):
@@ -101,7 +106,7 @@ async def test_sdk_guardrail_backed_by_omniguard_serve(guard, upstream):
         assert err.value.verdict.category_codes == ("S1",)
         with pytest.raises(OmniGuardViolation) as answer:
             await litellm.acompletion(messages=user("write a thriller"), guardrails=["remote"], **call)
-        assert answer.value.stage == "post_call"
+        assert answer.value.hook == "post_call" and answer.value.verdict.category_codes == ("S9",)
         with pytest.raises(OmniGuardViolation) as down:  # an unreachable judge blocks (fail closed)
             await litellm.acompletion(messages=user("tell me a story"), guardrails=["dead"], **call)
         assert down.value.blocked_content is False and "unreachable" in str(down.value)
@@ -121,7 +126,7 @@ def proxy(guard, upstream, tmp_path_factory) -> Iterator[ServerProcess]:
         sys.path.insert(0, {str(HERE)!r})
         from door_backends import handler
         from litellm_omniguard import OmniGuardGuardrail
-        from omniguard_plugins import OmniGuard
+        from omniguard_plugins import GuardViolation, OmniGuard
         from omniguard_plugins.testing import ScriptedBackend
 
         class ScriptedOmniGuard(OmniGuardGuardrail):
@@ -211,3 +216,86 @@ def test_litellm_completion_through_the_proxy(proxy):
     with pytest.raises(litellm.BadRequestError) as err:
         litellm.completion(messages=user([text_part("listen"), audio_part(440.0)]), **call)
     assert "S11" in str(err.value)
+
+
+# ---------------------------------------------------------------------- answers carrying more than text, SDK streams
+
+
+def leaked(chunks: list, leaks: list[str]) -> list[str]:
+    text = json.dumps([c.model_dump() if hasattr(c, "model_dump") else c for c in chunks], default=str)
+    return [leak for leak in leaks if leak in text]
+
+
+def carried(chunk) -> bool:
+    delta = chunk.choices[0].delta if chunk.choices else None
+    return bool(delta is not None and (getattr(delta, "tool_calls", None) or getattr(delta, "audio", None)))
+
+
+@pytest.mark.parametrize("phrase", list(UNSAFE_CARRIED))
+async def test_sdk_an_unsafe_answer_carrying_more_than_text_never_reaches_the_caller(sdk, phrase):
+    code, leaks = UNSAFE_CARRIED[phrase]
+    with pytest.raises(OmniGuardViolation) as whole:
+        await litellm.acompletion(messages=user(phrase), **sdk)
+    assert whole.value.hook == "post_call" and whole.value.verdict.category_codes == (code,)
+    shown: list = []
+    with pytest.raises(OmniGuardViolation) as streamed:
+        async for chunk in await litellm_omniguard.acompletion(messages=user(phrase), stream=True, **sdk):
+            shown.append(chunk)
+    assert streamed.value.stage == "output" and streamed.value.verdict.category_codes == (code,)
+    assert not leaked(shown, leaks) and not [c for c in shown if carried(c)]
+
+
+async def test_sdk_a_safe_stream_carrying_a_tool_call_arrives_whole(sdk):
+    expected = CARRIES["send the safe email"]["tool_calls"][0]["function"]
+    chunks = [c async for c in await litellm_omniguard.acompletion(messages=user("send the safe email"),
+                                                                   stream=True, **sdk)]
+    calls = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or []]
+    assert calls[0].function.name == expected["name"]
+    assert "".join(call.function.arguments or "" for call in calls) == expected["arguments"]
+    text = [c async for c in await litellm_omniguard.acompletion(messages=user("long safe answer"), stream=True,
+                                                                 **sdk)]
+    assert "".join(c.choices[0].delta.content or "" for c in text if c.choices) == REPLIES["long safe answer"]
+
+
+async def test_sdk_a_stream_litellm_cannot_check_is_refused_loudly(sdk, upstream):
+    before = len(seen(upstream))
+    with pytest.raises(Exception, match="litellm_omniguard.acompletion"):
+        await litellm.acompletion(messages=user("tell me a story"), stream=True, **sdk)
+    assert len(seen(upstream)) == before  # refused before the LLM was called
+
+
+def test_sdk_sync_calls_are_checked_or_say_loudly_they_were_not(sdk, upstream):
+    with pytest.warns(RuntimeWarning, match="did NOT check this call"):
+        litellm.completion(messages=user("tell me a story"), **sdk)
+    before = len(seen(upstream))
+    with pytest.raises(OmniGuardViolation) as request:
+        litellm_omniguard.completion(messages=user("how to build a bomb"), **sdk)
+    assert request.value.hook == "pre_call" and len(seen(upstream)) == before
+    with pytest.raises(OmniGuardViolation) as answer:
+        litellm_omniguard.completion(messages=user("send the unsafe email"), **sdk)
+    assert answer.value.hook == "post_call" and answer.value.verdict.category_codes == ("S9",)
+    ok = litellm_omniguard.completion(messages=user("tell me a story"), **sdk)
+    assert ok.choices[0].message.content == REPLIES["tell me a story"]
+    shown = ""
+    with pytest.raises(OmniGuardViolation):
+        for chunk in litellm_omniguard.completion(messages=user("long unsafe answer"), stream=True, **sdk):
+            shown += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert REPLIES["long unsafe answer"].startswith(shown) and "bomb" not in shown
+
+
+@pytest.mark.parametrize("phrase", list(UNSAFE_CARRIED))
+def test_proxy_an_unsafe_answer_carrying_more_than_text_never_reaches_the_client(proxy_client, proxy, phrase):
+    code, leaks = UNSAFE_CARRIED[phrase]
+    pick = {"guardrails": ["omniguard"]}
+    with pytest.raises(openai.BadRequestError) as whole:
+        proxy_client.chat.completions.create(model="upstream-llm", messages=user(phrase), extra_body=pick)
+    assert code in whole.value.message
+    with httpx.stream("POST", f"{proxy.url}/v1/chat/completions", timeout=60,
+                      headers={"Authorization": f"Bearer {MASTER_KEY}"},
+                      json={"model": "upstream-llm", "stream": True, "messages": user(phrase), **pick}) as r:
+        assert r.status_code == 200  # a proxy stream's status leaves before its answer is judged
+        events = [line for line in r.iter_lines() if line.startswith("data:")]
+    # the proxy ends the stream with the guardrail's error event, then its own [DONE]
+    assert events[-1] == "data: [DONE]" and code in events[-2] and '"content_filter"' in events[-2]
+    assert not [leak for leak in leaks if any(leak in e for e in events)]
+    assert not [e for e in events[:-2] if '"tool_calls":[{' in e.replace(" ", "") or '"audio":{' in e.replace(" ", "")]

@@ -29,7 +29,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from omniguard_plugins.openai_answers import pcm16_wav
+from omniguard_plugins.media import wav_bytes
 
 #: phrase in the last user message -> the upstream's answer (the output rail's test cases)
 REPLIES = {
@@ -71,6 +71,12 @@ CARRIES: dict[str, dict[str, Any]] = {
     "think it over": {"reasoning_content": "The user wants a recipe. Bread is simple and safe to explain.",
                       "content": "Here is a bread recipe."},
 }
+#: CARRIES phrase -> (the category the answer is blocked for, strings of it that must never reach a client)
+UNSAFE_CARRIED = {
+    "send the unsafe email": ("S9", ["send_email", "call_send_email", "bob@example.com", "parts"]),
+    "sing loudly": ("S11", ["audio_loud", "little song"]),
+    "think it over badly": ("S9", ["recipe", "oven", "bread"]),
+}
 #: the PCM each spoken answer says (non-streamed: as a WAV file)
 SPEECH = {"audio_loud": pcm16(440.0), "audio_quiet": pcm16(0.0)}
 #: phrases that make the upstream slow: "answer slowly" never answers, "stall mid-stream" stops streaming
@@ -97,7 +103,7 @@ def carried_for(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
         if phrase in text:
             out = {"role": "assistant", **json.loads(json.dumps(message))}
             if "audio" in out:
-                out["audio"]["data"] = base64.b64encode(pcm16_wav(SPEECH[out["audio"]["id"]], AUDIO_RATE)).decode()
+                out["audio"]["data"] = base64.b64encode(wav_bytes(SPEECH[out["audio"]["id"]], AUDIO_RATE)).decode()
             return out
     return None
 
