@@ -47,7 +47,8 @@ def _describe_block(block: Mapping[str, Any]) -> str:
                 facts.append(f"{img.width}x{img.height} px")
         except Exception:  # noqa: BLE001 - a description, not a decoder: say nothing more
             pass
-    noun = {"image": "an image", "audio": "an audio clip", "video": "a video", "file": "a file"}.get(str(kind), "a part")
+    nouns = {"image": "an image", "audio": "an audio clip", "video": "a video", "file": "a file"}
+    noun = nouns.get(str(kind), "a part")
     return f"{noun}, {name} ({', '.join(facts)})"
 
 

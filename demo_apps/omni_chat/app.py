@@ -2,7 +2,8 @@
 
 FastAPI serves one self-contained page (``static/index.html``: no CDN, no network) and
 ``POST /api/chat``, which streams server-sent events: ``verdict`` (each rail's verdict, as the
-``omniguard_verdict`` callback event of ``langchain_omniguard``), ``token`` (answer text that
+``omniguard_verdict`` callback event of ``langchain_omniguard``: the core's verdict summary, with
+``evidence`` when the settings ask to localize), ``token`` (answer text that
 has passed the output rail so far), ``error`` and ``done``.
 
 The judge is loaded once, when the app is built (:func:`create_app`); the settings panel only
@@ -24,10 +25,11 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import HTMLResponse, StreamingResponse
 from langchain_core.callbacks import AsyncCallbackHandler
 from langchain_core.messages import BaseMessage, HumanMessage
+from langchain_omniguard import VERDICT_EVENT, guard
 from pydantic import BaseModel, Field
 
-from langchain_omniguard import VERDICT_EVENT, guard
 from omniguard_plugins import OmniGuard
+from omniguard_plugins.doors import DEFAULT_REFUSAL
 
 from .agent import Agent, make_agent
 from .settings import ChatSettings, JudgeViews
@@ -35,7 +37,8 @@ from .settings import ChatSettings, JudgeViews
 __all__ = ["SCRIPTED_BANNER", "ChatRequest", "create_app", "load_judge"]
 
 PAGE = Path(__file__).resolve().parent / "static" / "index.html"
-REFUSAL = "I can't help with that: it was flagged as unsafe ({categories})."
+#: the core's one refusal template (``{categories}`` filled from the verdict)
+REFUSAL = DEFAULT_REFUSAL
 SCRIPTED_BANNER = (
     "SCRIPTED JUDGE (OMNI_CHAT_JUDGE=scripted): verdicts are not real; text with bomb, kill, steal "
     "or suicide is unsafe and media are not looked at."

@@ -5,7 +5,7 @@ Mode and policy are per-check arguments of the judge, so they pass straight thro
 each combination gets its own :class:`OmniGuard` *view*: a judge built on the loaded judge's
 config with those fields replaced and the **same backend object** (the model is loaded once;
 each view only adds a batcher thread and a result cache). Views are memoised and thresholds
-rounded to 0.05, so a process holds at most 42 of them. Views are never closed: closing one
+rounded to 0.05 (and localize on or off), so a process holds at most 84 of them. Views are never closed: closing one
 would close the shared backend.
 """
 
@@ -32,6 +32,8 @@ class ChatSettings(BaseModel):
     on_error: Literal["block", "allow"] = "block"
     check_input: bool = True
     check_output: bool = True
+    #: say where an unsafe verdict's harm is (the judge's ``localize``): the page marks it
+    localize: bool = True
 
 
 class JudgeViews:
@@ -39,16 +41,17 @@ class JudgeViews:
 
     def __init__(self, judge: OmniGuard) -> None:
         self.base = judge
-        self._views: dict[tuple[str, float], OmniGuard] = {}
+        self._views: dict[tuple[str, float, bool], OmniGuard] = {}
         self._lock = threading.Lock()
 
     def view(self, settings: ChatSettings) -> OmniGuard:
-        key = (settings.on_error, round(round(settings.threshold / 0.05) * 0.05, 2))
+        key = (settings.on_error, round(round(settings.threshold / 0.05) * 0.05, 2), settings.localize)
         with self._lock:
             judge = self._views.get(key)
             if judge is None:
                 # explain_unsafe: verdict mode continues into a critique only for unsafe verdicts
-                config = self.base.config.replace(on_error=key[0], threshold=key[1], explain_unsafe=True)
+                config = self.base.config.replace(on_error=key[0], threshold=key[1], explain_unsafe=True,
+                                                  localize=key[2])
                 judge = self._views[key] = OmniGuard(config=config, backend=self.base.backend)
             return judge
 
