@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -102,10 +103,15 @@ def _summary_line(overall: dict[str, Any]) -> str:
             f"F1 {_f(overall['f1'])}  FPR {_f(overall['fpr'])}{auprc}  errors {overall['n_errors']}")
 
 
-def _interrupted(out: str) -> None:
+def _interrupted(out: str) -> NoReturn:
+    """Exit 130 now. The predictions and run.json are already on disk; the batch in flight may
+    still be inside the model in a worker thread, and a normal interpreter exit would wait for
+    it (or abort in native code, as torch does), so the process ends here."""
     click.echo(f"\ninterrupted: the batch in flight was not written; run the same command to resume ({out})",
                err=True)
-    sys.exit(130)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _list_sets() -> None:

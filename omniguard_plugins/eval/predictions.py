@@ -168,9 +168,10 @@ def read_predictions(path: str | Path) -> list[Prediction]:
 
 
 def write_lines(path: Path, predictions: Iterable[Prediction]) -> None:
+    """Append a batch in one write, so a stop between batches never leaves half of one."""
+    text = "".join(p.to_json() + "\n" for p in predictions)
     with open(path, "a", encoding="utf-8") as f:
-        for p in predictions:
-            f.write(p.to_json() + "\n")
+        f.write(text)
         f.flush()
 
 

@@ -83,7 +83,7 @@ def test_report_html_shows_its_plots_in_chromium(tiny_run: tuple[Path, str], tmp
             page = browser.new_page(viewport={"width": 1240, "height": 1400})
             page.goto((out / "report.html").as_uri())
             images = page.locator("figure img")
-            assert images.count() == 6
+            assert images.count() == 7  # with scores: the threshold sweep too
             widths = page.eval_on_selector_all(
                 "figure img", "els => els.map(e => [e.complete, e.naturalWidth, e.getBoundingClientRect().width])")
             assert all(done and natural > 0 and shown > 0 for done, natural, shown in widths), widths

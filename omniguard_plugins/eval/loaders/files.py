@@ -20,6 +20,7 @@ from typing import Any
 
 from ...content import Image, Part, Text
 from ...errors import ConfigError
+from ...policy import Policy
 from ..categories import category_names
 from ..items import EvalItem, media_part
 
@@ -92,12 +93,29 @@ def _listed(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def _media(record: Mapping[str, Any], prefix: str, base: Path) -> list[Part]:
+def _media(record: Mapping[str, Any], prefix: str, base: Path, where: str) -> list[Part]:
+    """The record's media parts. A local file that is not there is the golden set's mistake,
+    refused now: judged, it would count as the model's error."""
     parts: list[Part] = []
     for kind in _KINDS:
         for source in _listed(record.get(prefix + kind)):
+            if "://" not in source and not (base / source).is_file():
+                raise ConfigError(f"{where}: {prefix + kind} file {source!r} is not there (looked in {base})")
             parts.append(media_part(kind, source if "://" in source else base / source))
     return parts
+
+
+_DEFAULT = Policy()
+
+
+def _category_names(tokens: list[str]) -> tuple[str, ...]:
+    """Golden categories by name as given; a code (``S11``) is the default policy's code, read
+    as its name now, so a custom policy that renumbers or renames its codes cannot change it."""
+    out = []
+    for token in tokens:
+        cat = _DEFAULT.resolve(token)
+        out.append(cat.name if cat is not None else token)
+    return tuple(dict.fromkeys(out))
 
 
 def golden(records: Iterable[Mapping[str, Any]], *, base: Path, dataset: str) -> list[EvalItem]:
@@ -107,9 +125,9 @@ def golden(records: Iterable[Mapping[str, Any]], *, base: Path, dataset: str) ->
         if "label" not in rec:
             raise ConfigError(f"{where} has no 'label' (safe or unsafe)")
         text = rec.get("text", rec.get("prompt")) or ""
-        user: tuple[Part, ...] = tuple(([Text(str(text))] if text else []) + _media(rec, "", base))
+        user: tuple[Part, ...] = tuple(([Text(str(text))] if text else []) + _media(rec, "", base, where))
         response = rec.get("response") or ""
-        assistant_parts = ([Text(str(response))] if response else []) + _media(rec, "response_", base)
+        assistant_parts = ([Text(str(response))] if response else []) + _media(rec, "response_", base, where)
         direction = str(rec.get("direction") or ("output" if assistant_parts else "input")).lower()
         if direction in ("output", "response"):
             if not assistant_parts:
@@ -124,7 +142,7 @@ def golden(records: Iterable[Mapping[str, Any]], *, base: Path, dataset: str) ->
         items.append(EvalItem(
             id=f"{dataset}/{rec.get('id') or n}", dataset=str(rec.get("dataset") or dataset),
             unsafe=_label(rec["label"], where), user=user, assistant=assistant,
-            categories=tuple(_listed(rec.get("categories"))), groups=tuple(_listed(rec.get("group"))),
+            categories=_category_names(_listed(rec.get("categories"))), groups=tuple(_listed(rec.get("group"))),
             has_categories="categories" in rec,
         ))
     return items
