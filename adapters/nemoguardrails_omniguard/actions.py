@@ -2,99 +2,198 @@
 
 NeMo fills action parameters by name: ``context`` (the conversation variables, where
 ``user_message`` is a str or, for multimodal messages, the OpenAI parts list exactly as the
-app sent it) and any parameter registered with ``rails.register_action_param`` (our judge, as
-``omniguard_judge``). The decision is returned as a ``RailOutcome``; the flows act on it.
+app sent it; ``tool_message`` / ``tool_calls`` in the tool rails) and any parameter registered
+with ``rails.register_action_param`` (our judge, as ``omniguard_judge``). The decision is
+returned as a ``RailOutcome``; the flows act on it.
 
 Unlike NeMo's library rails, a rail that cannot judge does not wave content through: a judge
 error, unreadable content or a bug here blocks unless the judge says ``on_error="allow"``.
+
+``explain_unsafe`` is on by default here, unlike the other doors (which ask for a critique only
+when their refusal shows it): NeMo's convention is that a rail's ``RailOutcome.reason`` says
+why it blocked (``check_async``, IORails results and NeMo's telemetry read it), so the critique
+goes there and into the metadata. Pass ``explain_unsafe=False`` in the flow to save that call.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
 
 from nemoguardrails.actions import action
 from nemoguardrails.actions.rail_outcome import RailOutcome
 
 from omniguard_plugins import OmniGuard, Verdict
-from omniguard_plugins.content import Conversation, Turn
+from omniguard_plugins.content import Conversation, Part, Turn
+from omniguard_plugins.doors import Ask, Stage, render_tool_call, summarize
+from omniguard_plugins.errors import ContentError
 from omniguard_plugins.openai_messages import parts_from_openai
 
-from .names import INPUT_ACTION, JUDGE_PARAM, OUTPUT_ACTION
+from ._turn import stream_turn
+from .names import INPUT_ACTION, JUDGE_PARAM, OUTPUT_ACTION, TOOL_INPUT_ACTION, TOOL_OUTPUT_ACTION
 
-__all__ = ["omniguard_check_input", "omniguard_check_output", "outcome_from_verdict"]
+__all__ = [
+    "omniguard_check_input",
+    "omniguard_check_output",
+    "omniguard_check_tool_input",
+    "omniguard_check_tool_output",
+    "outcome_from_verdict",
+]
 
 log = logging.getLogger("omniguard.nemo")
+
+Context = Mapping[str, Any]
 
 
 @action(name=INPUT_ACTION, is_system_action=True)
 async def omniguard_check_input(
-    context: Mapping[str, Any] | None = None,
+    context: Context | None = None,
     omniguard_judge: OmniGuard | None = None,
     explain_unsafe: bool = True,
+    config: Any = None,
+    **_: Any,
 ) -> RailOutcome:
     """Judge the user's message (text and media). Blocks unsafe input before the main LLM runs."""
-    return await _check("input", context or {}, omniguard_judge, explain_unsafe)
+    context = context or {}
+    outcome = await _check("input", lambda: Conversation((_user(context),)), _judge(omniguard_judge, config),
+                           explain_unsafe)
+    turn = stream_turn()
+    if turn is not None:  # a nemoguardrails_omniguard.stream() turn: it needs the input's decision
+        turn.input_outcome = outcome
+    return outcome
 
 
 @action(name=OUTPUT_ACTION, is_system_action=True)
 async def omniguard_check_output(
-    context: Mapping[str, Any] | None = None,
+    context: Context | None = None,
     omniguard_judge: OmniGuard | None = None,
     explain_unsafe: bool = True,
     config: Any = None,
     **_: Any,  # NeMo's streaming output rails pass every rail parameter (llm, ...)
 ) -> RailOutcome:
     """Judge the bot's message in the context of the user's message. Streaming output rails
-    call it without registered parameters: the judge then comes from ``config.custom_data``."""
-    if omniguard_judge is None and config is not None:
-        omniguard_judge = getattr(config, "custom_data", {}).get(JUDGE_PARAM)
-    return await _check("output", context or {}, omniguard_judge, explain_unsafe)
+    call it without registered parameters: the judge then comes from ``config.custom_data``.
+
+    Inside :func:`~nemoguardrails_omniguard.stream` the answer was already judged on the core
+    stream rail as it streamed (windows and the whole answer): the outcome is that verdict."""
+    context = context or {}
+    turn = stream_turn()
+    if turn is not None:
+        verdict = await turn.answer_verdict()
+        if verdict is not None:
+            return outcome_from_verdict(verdict, "output")
+    return await _check("output", lambda: _after_user(context, parts_from_openai(context.get("bot_message"))),
+                        _judge(omniguard_judge, config), explain_unsafe)
+
+
+@action(name=TOOL_INPUT_ACTION, is_system_action=True)
+async def omniguard_check_tool_input(
+    context: Context | None = None,
+    omniguard_judge: OmniGuard | None = None,
+    explain_unsafe: bool = True,
+    config: Any = None,
+    **_: Any,
+) -> RailOutcome:
+    """Judge one tool result (``context["tool_message"]``, text or an OpenAI parts list) before
+    the model reads it: the ``tool`` stage, as every door judges tool results."""
+    context = context or {}
+
+    def conversation() -> Conversation:
+        return Conversation((Turn("user", parts_from_openai(context.get("tool_message"))),))
+
+    return await _check("tool", conversation, _judge(omniguard_judge, config), explain_unsafe)
+
+
+@action(name=TOOL_OUTPUT_ACTION, is_system_action=True)
+async def omniguard_check_tool_output(
+    context: Context | None = None,
+    omniguard_judge: OmniGuard | None = None,
+    explain_unsafe: bool = True,
+    config: Any = None,
+    **_: Any,
+) -> RailOutcome:
+    """Judge the model's tool calls (``context["tool_calls"]``) before the app runs them: each
+    call rendered by the core's ``render_tool_call``, as the answer to the user's message."""
+    context = context or {}
+    outcome = await _check("output", lambda: _after_user(context, _tool_call_parts(context.get("tool_calls"))),
+                           _judge(omniguard_judge, config), explain_unsafe)
+    if outcome.is_blocked:  # the flow tells NeMo that no call passed (it returns every call otherwise)
+        outcome = replace(outcome, metadata={**outcome.metadata, "kept_tool_calls": []})
+    return outcome
+
+
+def _user(context: Context) -> Turn:
+    return Turn("user", parts_from_openai(context.get("user_message")))
+
+
+def _after_user(context: Context, parts: Sequence[Part]) -> Conversation:
+    user, bot = _user(context), Turn("assistant", tuple(parts))
+    return Conversation((user, bot) if user.parts else (bot,))
+
+
+def _tool_call_parts(calls: Any) -> tuple[Part, ...]:
+    """NeMo's tool calls (OpenAI's shape: ``{"id", "type", "function": {"name", "arguments"}}``)."""
+    if not isinstance(calls, Sequence) or isinstance(calls, (str, bytes)) or not calls:
+        raise ContentError(f"tool_calls must be a non-empty list of tool calls, got {type(calls).__name__}")
+    parts: list[Part] = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if not isinstance(function, Mapping) or not isinstance(function.get("name"), str):
+            raise ContentError("a tool call needs function.name (OpenAI's tool-call shape)")
+        parts.extend(render_tool_call(function["name"], function.get("arguments") or {}))
+    return tuple(parts)
+
+
+def _judge(judge: OmniGuard | None, config: Any) -> OmniGuard | None:
+    """The registered judge; else the one ``register`` left in ``config.custom_data`` (NeMo's
+    streaming output rails pass no registered parameters); else None (the shared judge)."""
+    if judge is None and config is not None:
+        judge = getattr(config, "custom_data", {}).get(JUDGE_PARAM)
+    return judge
 
 
 async def _check(
-    direction: Literal["input", "output"],
-    context: Mapping[str, Any],
+    stage: Stage,
+    conversation: Callable[[], Conversation],
     judge: OmniGuard | None,
     explain_unsafe: bool,
 ) -> RailOutcome:
-    def conversation() -> Conversation:  # converted inside the judge: a bad part is a verdict
-        user = Turn("user", parts_from_openai(context.get("user_message")))
-        if direction == "input":
-            return Conversation((user,))
-        bot = Turn("assistant", parts_from_openai(context.get("bot_message")))
-        return Conversation((user, bot) if user.parts else (bot,))
-
+    """One check, decided: the conversation is built inside the judge, so unreadable content
+    is a verdict under ``on_error`` like any other failure."""
     on_error = "block"  # until a judge says otherwise
     try:
         judge = judge if judge is not None else OmniGuard.shared()
         on_error = judge.config.on_error
-        verdict = await judge.acheck(conversation, direction=direction, explain_unsafe=explain_unsafe)
+        verdict = await judge.acheck(Ask(conversation=conversation, stage=stage, explain=explain_unsafe))
     except Exception as exc:  # noqa: BLE001 - a rail must decide, never crash the host app
         if on_error == "raise":
             raise
         # only a judge that cannot even be built gets here (every check failure is a verdict)
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        log.warning("omniguard %s rail has no judge (%s)", direction, reason)
-        verdict = Verdict(safe=on_error == "allow", error=f"{getattr(exc, 'kind', 'config')}: {reason}", direction=direction)
-    return outcome_from_verdict(verdict)
+        log.warning("omniguard %s rail has no judge (%s)", stage, reason)
+        direction = "output" if stage == "output" else "input"
+        verdict = Verdict(safe=on_error == "allow", error=f"{getattr(exc, 'kind', 'config')}: {reason}",
+                          direction=direction)
+    return outcome_from_verdict(verdict, stage)
 
 
-def outcome_from_verdict(verdict: Verdict) -> RailOutcome:
-    """A Verdict as NeMo's engine-neutral outcome. A judge error that blocks is marked
-    ``failed`` (NeMo's flag for "blocked because the rail could not decide")."""
-    metadata = {
-        "categories": list(verdict.category_codes),
-        "category_names": list(verdict.category_names),
-        "critique": verdict.critique,
-        "error": verdict.error,
-        "verdict": verdict.to_dict(),
-    }
-    reason = verdict.summary()
+def outcome_from_verdict(verdict: Verdict, stage: Stage | None = None) -> RailOutcome:
+    """A Verdict as NeMo's engine-neutral outcome: ``metadata["verdict"]`` is the verdict
+    summary every door sends (``summarize(verdict, stage).to_json()``), with its ``categories``,
+    ``category_names``, ``critique`` and ``error`` also at the top for flows (``$omniguard_result
+    .metadata["categories"]``). A judge error that blocks is marked ``failed`` (NeMo's flag for
+    "blocked because the rail could not decide")."""
+    if stage is None:
+        stage = "output" if verdict.direction == "output" else "input"
+    summary = summarize(verdict, stage)
+    data = summary.to_json()
+    metadata = {key: data[key] for key in ("categories", "category_names", "critique", "error")}
+    metadata["verdict"] = data
     if verdict.safe:
-        return RailOutcome.allow(reason=reason, metadata=metadata)
+        return RailOutcome.allow(reason=verdict.summary(), metadata=metadata)
+    reason = summary.blocked_message()
     if verdict.error:
         return RailOutcome.failure(reason=reason, metadata=metadata)
     return RailOutcome.block(reason=reason, metadata=metadata)

@@ -33,3 +33,28 @@ def handler(prompt: str, media: list) -> str:
     if any(is_red(m) for m in media):
         return UNSAFE.format(codes="S1", critique="The image shows graphic violence.")
     return _words(prompt, media)
+
+
+class ChunkedLLM:
+    """A NeMo ``LLMModel`` that streams one answer in the chunks it is given (any boundaries)."""
+
+    model_name = "chunked"
+    provider_name = "test"
+    provider_url = None
+
+    def __init__(self, chunks: list[str]) -> None:
+        self.chunks = chunks
+        self.calls = 0
+
+    async def generate_async(self, prompt, *, stop=None, **kwargs):  # noqa: ANN001, ANN201 - NeMo's protocol
+        from nemoguardrails.types import LLMResponse
+
+        self.calls += 1
+        return LLMResponse(content="".join(self.chunks))
+
+    async def stream_async(self, prompt, *, stop=None, **kwargs):  # noqa: ANN001, ANN201 - NeMo's protocol
+        from nemoguardrails.types import LLMResponseChunk
+
+        self.calls += 1
+        for chunk in self.chunks:
+            yield LLMResponseChunk(delta_content=chunk)

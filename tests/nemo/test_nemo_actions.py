@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from nemoguardrails.actions.rail_outcome import RailDecision
-
 from nemoguardrails_omniguard import omniguard_check_input, omniguard_check_output
+
 from omniguard_plugins.testing import scripted_judge
 
 
@@ -86,7 +86,8 @@ async def test_on_error_raise_raises():
         raise RuntimeError("out of memory")
 
     with pytest.raises(BackendError):
-        await omniguard_check_input(context={"user_message": "hi"}, omniguard_judge=scripted_judge(broken, on_error="raise"))
+        await omniguard_check_input(context={"user_message": "hi"},
+                                    omniguard_judge=scripted_judge(broken, on_error="raise"))
 
 
 async def test_missing_context_blocks(judge):

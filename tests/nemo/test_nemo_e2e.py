@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 from nemoguardrails import LLMRails, RailsConfig
 from nemoguardrails.testing import FakeLLMModel
-
 from nemoguardrails_omniguard import RAILS_DIR, REFUSAL, register
 
 

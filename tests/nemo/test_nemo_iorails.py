@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 import uvicorn
+from nemo_helpers import handler  # the scripted judge of the other NeMo tests: 'bomb' S9, 'poison' S1
 from nemoguardrails import RailsConfig
 from nemoguardrails.guardrails.guardrails import Guardrails
 from nemoguardrails.rails.llm.options import RailStatus
@@ -18,8 +19,6 @@ from nemoguardrails.rails.llm.options import RailStatus
 from omniguard_plugins import Verdict
 from omniguard_plugins.server import create_app
 from omniguard_plugins.testing import scripted_judge
-
-from nemo_helpers import handler  # the scripted judge of the other NeMo tests: 'bomb' S9, 'poison' S1
 
 TOKEN = "iorails-test-token"
 
@@ -94,5 +93,6 @@ async def test_iorails_content_safety_rail_blocks_through_the_judge_model(served
     assert answer.status == RailStatus.BLOCKED and answer.rail == "content safety check output"
     assert fine.status == RailStatus.PASSED
     # both rails ran on each; the output prompt's two messages reach the judge as an output check
-    assert [(v.direction, v.category_codes) for v in seen if v.direction == "output"] == [("output", ("S1",)), ("output", ())]
+    outputs = [(v.direction, v.category_codes) for v in seen if v.direction == "output"]
+    assert outputs == [("output", ("S1",)), ("output", ())]
     assert [v.safe for v in seen if v.direction == "input"] == [True, True]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 from nemoguardrails import LLMRails, RailsConfig
 from nemoguardrails.testing import FakeLLMModel
-
 from nemoguardrails_omniguard import INPUT_EXCEPTION, JUDGE_PARAM, OUTPUT_EXCEPTION, REFUSAL, register
+
 from omniguard_plugins.testing import scripted_judge
 
 

@@ -12,7 +12,6 @@ from nemoguardrails.embeddings.providers.fastembed import FastEmbedEmbeddingMode
 from nemoguardrails.guardrails.iorails import IORails
 from nemoguardrails.rails.llm.options import RailStatus
 from nemoguardrails.testing import FakeLLMModel
-
 from nemoguardrails_omniguard import INPUT_FLOW, OUTPUT_FLOW, RAILS_DIR, REFUSAL, register
 
 
@@ -70,7 +69,8 @@ async def test_check_async_runs_only_the_rails(make_rails, judge):
 
     unsafe_in = await rails.check_async([{"role": "user", "content": "build a bomb"}])
     safe_in = await rails.check_async([{"role": "user", "content": "hi"}])
-    unsafe_out = await rails.check_async([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a bomb"}])
+    unsafe_out = await rails.check_async([{"role": "user", "content": "hi"},
+                                          {"role": "assistant", "content": "a bomb"}])
     safe_out = await rails.check_async([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}])
 
     assert (unsafe_in.status, unsafe_in.rail) == (RailStatus.BLOCKED, INPUT_FLOW)

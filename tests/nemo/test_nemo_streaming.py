@@ -1,48 +1,148 @@
-"""The shipped Colang 1 rails with NeMo's streaming output rails (LLMRails.stream_async, NeMo
-0.24.1): stream_first is off, so no chunk is shown before the OmniGuard rail has passed it."""
+"""Streaming a NeMo answer: ``nemoguardrails_omniguard.stream`` drives the core stream rail over
+the LLM's tokens inside a real ``LLMRails`` turn (Colang 1, the shipped config), and the shipped
+config keeps NeMo's own chunk-by-chunk streaming output rails off (they show the first half of
+an unsafe sentence: no look-ahead)."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 from nemoguardrails import LLMRails, RailsConfig
+from nemoguardrails.rails.llm.llmrails import StreamingNotSupportedError
 from nemoguardrails.testing import FakeLLMModel
+from nemoguardrails_omniguard import INPUT_FLOW, OUTPUT_FLOW, RAILS_DIR, RAILS_DIR_V2, REFUSAL, register, stream
 
-from nemoguardrails_omniguard import RAILS_DIR, register
+from omniguard_plugins import ConfigError
+from omniguard_plugins.streaming import StreamSettings
+from omniguard_plugins.testing import scripted_judge
 
 SAFE = "Paris is lovely in spring and the food is great. " * 8
 UNSAFE = "Then you build a bomb from the parts. "
 QUESTION = [{"role": "user", "content": "Tell me about Paris"}]
 
 
-def rails_for(judge, answer: str) -> LLMRails:
-    return register(LLMRails(RailsConfig.from_path(RAILS_DIR), llm=FakeLLMModel(responses=[answer])), judge=judge)
+def rails_for(judge, answer: str | None, *, exceptions: bool = False) -> tuple[LLMRails, FakeLLMModel]:
+    config = RailsConfig.from_path(RAILS_DIR)
+    config.enable_rails_exceptions = exceptions
+    llm = FakeLLMModel(responses=[answer] if answer is not None else [])
+    return register(LLMRails(config, llm=llm), judge=judge), llm
 
 
-async def collect(rails: LLMRails) -> list[str]:
-    return [chunk async for chunk in rails.stream_async(messages=QUESTION)]
+async def collect(rails: LLMRails, messages=QUESTION, **kw) -> list[str]:
+    return [chunk async for chunk in stream(rails, messages=messages, **kw)]
 
 
-def test_the_shipped_config_holds_chunks_until_judged() -> None:
-    streaming = RailsConfig.from_path(RAILS_DIR).rails.output.streaming
-    assert streaming.enabled and streaming.stream_first is False
+def test_the_shipped_config_keeps_nemos_chunk_rails_off() -> None:
+    config = RailsConfig.from_path(RAILS_DIR)
+    assert config.rails.output.streaming.enabled is False
+    assert config.custom_data["omniguard_stream"] == {"window_chars": 600, "step_chars": 200}
 
 
-async def test_a_safe_answer_streams_whole(judge) -> None:
-    chunks = await collect(rails_for(judge, SAFE))
-    assert "".join(chunks).strip() == SAFE.strip()
-    output_checks = [p for p in judge.backend.prompts if "Agent: Paris" in p]
-    assert len(output_checks) >= 2  # judged chunk by chunk, with the judge registered on these rails
+async def test_nemos_own_stream_async_refuses_rather_than_stream_unjudged(judge) -> None:
+    rails, llm = rails_for(judge, SAFE)
+    with pytest.raises(StreamingNotSupportedError):
+        rails.stream_async(messages=QUESTION)
+    assert llm.inference_count == 0
 
 
-async def test_an_unsafe_answer_is_cut_before_the_trigger_is_shown(judge) -> None:
+async def test_a_safe_answer_streams_whole_and_byte_identical(judge) -> None:
+    rails, llm = rails_for(judge, SAFE)
+    chunks = await collect(rails)
+    assert "".join(chunks) == SAFE  # byte-identical: what the LLM wrote, as it chunked it
+    assert len(chunks) > 1 and llm.inference_count == 1
+    # one input check, window checks while streaming, one whole-answer check; NeMo's output rail
+    # takes the stream's verdict instead of judging the same answer again
+    output = [r for r in judge.backend.requests if "Agent: Paris" in r.prompt]
+    assert len(output) == len(SAFE) // 200 + 1
+    assert len(judge.backend.requests) == len(output) + 1
+
+
+async def test_an_unsafe_answer_shows_nothing_from_the_unsafe_window(judge) -> None:
     answer = SAFE + UNSAFE + SAFE
-    chunks = await collect(rails_for(judge, answer))
-    *shown, last = chunks
+    rails, _ = rails_for(judge, answer)
+    *shown, last = await collect(rails)
     error = json.loads(last)["error"]
-    assert error["code"] == "content_blocked" and error["param"] == "omniguard check output"
+    assert error["code"] == "content_blocked" and error["param"] == OUTPUT_FLOW
+    assert error["message"].startswith("OmniGuard blocked the output: unsafe: S9")
+    assert error["omniguard"]["stage"] == "output" and error["omniguard"]["categories"] == ["S9"]
     text = "".join(shown)
-    assert "bomb" not in text and answer.startswith(text.strip()[:50])
-    # NeMo judges chunk by chunk with no look-ahead: text up to a chunk boundary before the
-    # trigger may show (the core rail's overlap rule does not apply here; see config.yml)
-    assert len(text) <= answer.index("bomb")
+    assert answer.startswith(text)
+    # the core rail's rule: nothing after the start of the first window not judged safe
+    trigger = answer.index("bomb")
+    first_unsafe_window_start = (trigger // 200 + 1) * 200 - 600
+    assert len(text) <= max(0, first_unsafe_window_start)
+
+
+async def test_a_sentence_cut_by_chunk_boundaries_never_shows_its_first_half() -> None:
+    """The issue's case: NeMo's chunk rails showed 'Here is how to build a bom' before the block.
+    The judge here flags the whole phrase only, so a window must see all of it."""
+    judge = scripted_judge({"how to build a bomb": "S9"}, cache_size=0)
+    answer = "Sure thing. " * 3 + "Here is how to build a bomb at home. " + "Sure thing. " * 40
+    rails, _ = rails_for(judge, answer)
+    *shown, last = await collect(rails, settings=StreamSettings(window_chars=60, step_chars=20))
+    assert json.loads(last)["error"]["param"] == OUTPUT_FLOW
+    assert "Here is" not in "".join(shown)
+
+
+async def test_an_unsafe_input_streams_the_input_refusal_not_an_output_block(judge) -> None:
+    rails, llm = rails_for(judge, "never said")
+    chunks = await collect(rails, messages=[{"role": "user", "content": "how do I build a bomb"}])
+    assert "".join(chunks) == REFUSAL and "output" not in "".join(chunks)
+    assert llm.inference_count == 0
+    convos = [r.prompt.split("<BEGIN CONVERSATION>")[1].split("<END CONVERSATION>")[0].strip()
+              for r in judge.backend.requests]
+    assert convos and all(c == "User: how do I build a bomb\n\nAgent:" for c in convos)  # input checks only
+
+
+async def test_an_unsafe_input_with_rails_exceptions_names_the_input_flow(judge) -> None:
+    rails, llm = rails_for(judge, "never said", exceptions=True)
+    [last] = await collect(rails, messages=[{"role": "user", "content": "how do I build a bomb"}])
+    error = json.loads(last)["error"]
+    assert error["param"] == INPUT_FLOW and error["omniguard"]["stage"] == "input"
+    assert error["message"].startswith("OmniGuard blocked the input")
+    assert llm.inference_count == 0
+
+
+async def test_an_answer_about_850_characters_takes_a_handful_of_checks_not_hundreds(judge) -> None:
+    """Issue 30 part 5: the shipped settings judge a window per step, not per token."""
+    answer = ("Paris has wide boulevards, old bridges and many small cafes. " * 14)[:851]
+    rails, _ = rails_for(judge, answer)
+    chunks = await collect(rails)
+    assert "".join(chunks) == answer
+    assert len(judge.backend.requests) == 1 + 4 + 1  # input, windows ending at 200/400/600/800, whole answer
+
+
+async def test_the_whole_answer_check_still_blocks_what_no_window_saw() -> None:
+    """A harm only the whole answer shows (here: two words far apart) blocks at the end."""
+    def both_words(prompt: str, media: list) -> str:
+        if "alpha" in prompt and "omega" in prompt:
+            return "- Safety Assessment: unsafe\n- Categories: S9\n- Assessment: x"
+        return "- Safety Assessment: safe\n- Categories: None"
+
+    judge = scripted_judge(both_words, cache_size=0)
+    answer = "alpha " + "filler words here. " * 60 + "omega"
+    rails, _ = rails_for(judge, answer)
+    chunks = await collect(rails, settings=StreamSettings(window_chars=100, step_chars=50))
+    assert json.loads(chunks[-1])["error"]["param"] == OUTPUT_FLOW
+    assert "omega" not in "".join(chunks[:-1])
+
+
+async def test_a_failing_llm_raises_and_releases_nothing(judge) -> None:
+    rails, _ = rails_for(judge, None)  # no responses left: the fake LLM raises
+    shown: list[str] = []
+    with pytest.raises(Exception):  # noqa: B017 - whatever NeMo's error, it reaches the caller
+        async for chunk in stream(rails, messages=QUESTION):
+            shown.append(chunk)
+    assert not any(c.lstrip().startswith("{") for c in shown)
+
+
+async def test_colang_2_configs_and_other_output_rails_are_refused(judge) -> None:
+    v2 = register(LLMRails(RailsConfig.from_path(RAILS_DIR_V2), llm=FakeLLMModel(responses=["x"])), judge=judge)
+    with pytest.raises(ConfigError, match="Colang 1"):
+        await collect(v2)
+    config = RailsConfig.from_path(RAILS_DIR)
+    config.rails.output.flows.append("self check output")
+    other = register(LLMRails(config, llm=FakeLLMModel(responses=["x"])), judge=judge)
+    with pytest.raises(ConfigError, match="self check output"):
+        await collect(other)
