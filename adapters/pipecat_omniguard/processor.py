@@ -46,6 +46,7 @@ from pipecat.frames.frames import (
     TTSSpeakFrame,
     UserStartedSpeakingFrame,
     VADUserStartedSpeakingFrame,
+    VADUserStoppedSpeakingFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
@@ -72,6 +73,9 @@ class OmniGuardProcessor(FrameProcessor):
     is judged (its answer is held until the verdict). ``on_block``: ``"speak"`` the refusal
     (``template``, default the core's) or stay ``"silent"``. ``check_input`` / ``check_output``
     turn either side off. ``session``: share one with another processor (see :meth:`pair`).
+    ``turn_end``: a turn ends with its ``TranscriptionFrame`` (default), or, in a pipeline with
+    no STT, when the VAD says the user stopped (the turn's audio and frames are judged alone;
+    ``on_verdict`` hears it, as the turn's audio already went on).
     """
 
     def __init__(
@@ -85,9 +89,13 @@ class OmniGuardProcessor(FrameProcessor):
         check_input: bool = True,
         check_output: bool = True,
         session: LiveSession | None = None,
+        turn_end: Literal["transcription", "vad"] = "transcription",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if turn_end not in ("transcription", "vad"):
+            raise ValueError(f"turn_end must be 'transcription' or 'vad', got {turn_end!r}")
+        self.turn_end = turn_end
         self.blocking = live_blocking(on_block, template)
         self.check_input = check_input
         self.check_output = check_output
@@ -124,6 +132,9 @@ class OmniGuardProcessor(FrameProcessor):
             await self._end_turn(frame)
         elif isinstance(frame, InterimTranscriptionFrame) and self.check_input:
             pass  # partial text: judged with the turn when the final transcription comes
+        elif isinstance(frame, VADUserStoppedSpeakingFrame) and self.check_input and self.turn_end == "vad":
+            await self.push_frame(frame, direction)
+            self._spawn(self._end_spoken_turn())
         elif isinstance(frame, (VADUserStartedSpeakingFrame, UserStartedSpeakingFrame)) and self.check_input:
             self._turn_starts()
             await self.push_frame(frame, direction)
@@ -171,9 +182,7 @@ class OmniGuardProcessor(FrameProcessor):
             return
         if judged is None:
             return  # between samples: dropped (counted)
-        task = asyncio.ensure_future(self._pass_when_safe(frame, judged))
-        self._held.add(task)
-        task.add_done_callback(self._held.discard)
+        self._spawn(self._pass_when_safe(frame, judged))
 
     async def _pass_when_safe(self, frame: Frame, judged: asyncio.Future[LiveVerdict | None]) -> None:
         live = await judged
@@ -192,11 +201,19 @@ class OmniGuardProcessor(FrameProcessor):
         else:
             await self._turn_blocked(live)
 
+    async def _end_spoken_turn(self) -> None:
+        live = await self.session.end_turn(None)
+        if live is not None and not live.safe:
+            await self._turn_blocked(live)
+
+    def _spawn(self, awaitable: Any) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._held.add(task)
+        task.add_done_callback(self._held.discard)
+
     def _late_verdict(self, live: LiveVerdict | None) -> None:
         if live is not None and not live.safe:
-            task = asyncio.ensure_future(self._interrupt_and_refuse(live.verdict, "input"))
-            self._held.add(task)
-            task.add_done_callback(self._held.discard)
+            self._spawn(self._interrupt_and_refuse(live.verdict, "input"))
 
     async def _turn_blocked(self, live: LiveVerdict) -> None:
         if self._blocked_turn == live.turn:
@@ -212,9 +229,7 @@ class OmniGuardProcessor(FrameProcessor):
 
     async def _output_blocked(self, verdict: Verdict) -> None:
         # not awaited here: interrupting resets this processor's frame queue, which the rail may be feeding
-        task = asyncio.ensure_future(self._interrupt_and_refuse(verdict, "output"))
-        self._held.add(task)
-        task.add_done_callback(self._held.discard)
+        self._spawn(self._interrupt_and_refuse(verdict, "output"))
 
     async def _interrupt_and_refuse(self, verdict: Verdict, stage: Literal["input", "output"]) -> None:
         self._stop_output()
@@ -242,14 +257,10 @@ class OmniGuardProcessor(FrameProcessor):
     def _heard(self, live: LiveVerdict) -> None:
         if not (self.check_output if live.stage == "output" else self.check_input):
             return  # the processor on the other side of a pair tells its own handlers
-        task = asyncio.ensure_future(self._call_event_handler("on_verdict", live))
-        self._held.add(task)
-        task.add_done_callback(self._held.discard)
+        self._spawn(self._call_event_handler("on_verdict", live))
         if live.check == "audio_window" and not live.safe and self.check_input:
             self._blocked_turn = live.turn
-            spoken = asyncio.ensure_future(self._refuse(live.verdict, "input"))  # cut off while still speaking
-            self._held.add(spoken)
-            spoken.add_done_callback(self._held.discard)
+            self._spawn(self._refuse(live.verdict, "input"))  # cut off while still speaking
 
     async def _end(self, frame: EndFrame) -> None:
         if self._rail is not None:

@@ -187,3 +187,22 @@ async def test_bad_input_never_crashes_the_pipeline(judge):
     passed_images = [f for f in down if isinstance(f, InputImageRawFrame)]
     assert len(passed_images) == stats.frames_judged and all(f.size == (32, 24) for f in passed_images)
     assert stats.frames_skipped + stats.frames_judged + stats.frames_shed == 60
+
+
+async def test_turn_end_vad_judges_a_spoken_turn_without_a_transcript(judge):
+    """No STT in the pipeline: the VAD's stop ends the turn; its audio alone is judged."""
+    from pipecat.frames.frames import VADUserStoppedSpeakingFrame
+
+    guard = OmniGuardProcessor(judge, turn_end="vad")
+    heard = []
+    guard.event_handler("on_verdict")(lambda _p, live: heard.append(live))
+    pcm, rate = speech("hello how are you")
+    frames = [VADUserStartedSpeakingFrame(), *audio_frames(with_alarm(pcm, rate), rate), VADUserStoppedSpeakingFrame(),
+              SleepFrame(0.2), VADUserStartedSpeakingFrame(), *audio_frames(pcm, rate), VADUserStoppedSpeakingFrame(),
+              SleepFrame(0.2)]
+    down, _ = await run_test(guard, frames_to_send=frames)
+    turns = [h for h in heard if h.check == "turn"]
+    assert [t.safe for t in turns] == [False, True]
+    assert turns[1].seconds[0] == pytest.approx(turns[0].seconds[1], abs=0.01)
+    assert refusals(down) == ["I can't help with that: it was flagged as unsafe (Violent Crimes)."]
+    assert sum(isinstance(f, VADUserStoppedSpeakingFrame) for f in down) == 2  # never held
