@@ -21,8 +21,8 @@ from llama_index.core import VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import MockLLM
 from llama_index.core.schema import ImageNode, TextNode
-
 from llama_index_omniguard import GuardedQueryEngine, OmniGuardPostprocessor
+
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.testing import keyword_handler, scripted_judge
 
@@ -48,7 +48,8 @@ def demo_judge() -> OmniGuard:
 
 def build_index() -> VectorStoreIndex:
     nodes = [TextNode(text=p.read_text().strip(), id_=p.stem) for p in sorted(DATA.glob("*.txt"))]
-    nodes += [ImageNode(image_path=str(DATA / name), text=caption, id_=name) for name, caption in IMAGE_CAPTIONS.items()]
+    nodes += [ImageNode(image_path=str(DATA / name), text=caption, id_=name)
+              for name, caption in IMAGE_CAPTIONS.items()]
     return VectorStoreIndex(nodes, embed_model=MockEmbedding(embed_dim=8))
 
 
@@ -57,8 +58,8 @@ def main() -> None:
     index = build_index()
     llm = MockLLM()
     engine = index.as_query_engine(llm=llm, similarity_top_k=10,
-                                   node_postprocessors=[OmniGuardPostprocessor(judge, on_unsafe="drop")])
-    safe = GuardedQueryEngine(engine, judge)
+                                   node_postprocessors=[OmniGuardPostprocessor(judge=judge, on_unsafe="drop")])
+    safe = GuardedQueryEngine(engine, judge=judge)
 
     print("== a safe question: unsafe nodes are dropped before the LLM reads them")
     response = safe.query("What do the documents say about Paris?")
@@ -70,14 +71,14 @@ def main() -> None:
 
     print("== annotate instead of drop: every node kept, with its verdict")
     annotated = index.as_query_engine(llm=llm, similarity_top_k=10,
-                                      node_postprocessors=[OmniGuardPostprocessor(judge, on_unsafe="annotate")])
+                                      node_postprocessors=[OmniGuardPostprocessor(judge=judge, on_unsafe="annotate")])
     for item in annotated.query("What is in the archive?").source_nodes:
         verdict = item.node.metadata["omniguard"]
         print(f"   {item.node.node_id:14} {verdict['label']:7} {verdict['categories']}")
 
     print("== a streamed answer built on the unsafe text is cut at the unsafe window")
     unguarded_nodes = index.as_query_engine(llm=llm, similarity_top_k=10, streaming=True)
-    streamed = GuardedQueryEngine(unguarded_nodes, judge, window_chars=200, step_chars=50)
+    streamed = GuardedQueryEngine(unguarded_nodes, judge=judge, window_chars=200, step_chars=50)
 
     async def stream() -> str:
         response = await streamed.aquery("Summarise the documents.")

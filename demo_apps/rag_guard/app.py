@@ -22,8 +22,8 @@ from llama_index.core import VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import MockLLM
 from llama_index.core.schema import ImageNode, TextNode
-
 from llama_index_omniguard import GuardedQueryEngine, OmniGuardPostprocessor
+
 from omniguard_plugins import OmniGuard
 
 __all__ = ["DATA_DIR", "NodeRow", "RagGuard", "Report"]
@@ -55,10 +55,12 @@ class Report:
         """The report as terminal lines."""
         out = [f"Q: {self.question}"]
         if self.blocked:
-            out.append(f"   refused by the {self.blocked['stage']} rail: {self.blocked['label']} {self.blocked.get('names', [])}")
+            b = self.blocked
+            out.append(f"   refused by the {b['stage']} rail: {b['label']} {b.get('names', [])}")
         for row in self.nodes:
             why = ", ".join(row.verdict.get("names", [])) or row.verdict.get("error") or ""
-            out.append(f"   {'kept   ' if row.kept else 'DROPPED'} {row.node_id:16} {row.kind:5} {row.verdict['label']:7} {why}")
+            fate = "kept   " if row.kept else "DROPPED"
+            out.append(f"   {fate} {row.node_id:16} {row.kind:5} {row.verdict['label']:7} {why}")
         out.append("A: " + " ".join(self.answer.split())[:300])
         return out
 
@@ -68,22 +70,22 @@ class RagGuard:
 
     def __init__(self, judge: OmniGuard, data_dir: Path = DATA_DIR) -> None:
         self.judge = judge
-        nodes: list[TextNode] = [TextNode(text=p.read_text().strip(), id_=p.stem) for p in sorted(data_dir.glob("*.txt"))]
+        nodes: list[TextNode] = [TextNode(text=p.read_text().strip(), id_=p.stem)
+                                 for p in sorted(data_dir.glob("*.txt"))]
         nodes += [ImageNode(image_path=str(p), text=IMAGE_CAPTIONS.get(p.name, p.stem), id_=p.name)
                   for p in sorted(data_dir.glob("*.png"))]
         self.nodes = {n.node_id: n for n in nodes}
         index = VectorStoreIndex(nodes, embed_model=MockEmbedding(embed_dim=8))
         top_k = len(nodes)  # retrieve everything: the point is to see the judge sort it
         engine = index.as_query_engine(llm=MockLLM(), similarity_top_k=top_k,
-                                       node_postprocessors=[OmniGuardPostprocessor(judge, on_unsafe="drop")])
-        self.engine = GuardedQueryEngine(engine, judge)
+                                       node_postprocessors=[OmniGuardPostprocessor(judge=judge, on_unsafe="drop")])
+        self.engine = GuardedQueryEngine(engine, judge=judge)
         self.retriever = index.as_retriever(similarity_top_k=top_k)
-        self.inspector = OmniGuardPostprocessor(judge, on_unsafe="annotate")
+        self.inspector = OmniGuardPostprocessor(judge=judge, on_unsafe="annotate")
 
     def _named(self, info: dict[str, Any]) -> dict[str, Any]:
-        policy = self.judge.config.policy
-        names = [c.name for c in (policy.resolve(code) for code in info.get("categories", [])) if c]
-        return {**info, "names": names}
+        """The verdict summary (``summarize().to_json()``), with its category names as ``names``."""
+        return {**info, "names": list(info.get("category_names", []))}
 
     def ask(self, question: str) -> Report:
         response = self.engine.query(question)
@@ -106,20 +108,29 @@ class RagGuard:
 # ----------------------------------------------------------------------------- the page
 
 _STYLE = """body{font:15px/1.45 system-ui,sans-serif;margin:0;background:#f5f6f8;color:#1d2330}
-header{padding:14px 24px;background:#fff;border-bottom:1px solid #e2e5eb}h1{margin:0;font-size:19px}
+header{padding:14px 24px;background:#fff;border-bottom:1px solid #e2e5eb}
+h1{margin:0;font-size:19px}
 .banner{margin:0;padding:10px 24px;background:#fff3cd;color:#6b4e00;font-weight:600}
-main{max-width:980px;margin:0 auto;padding:20px 24px}form{display:flex;gap:8px}
+main{max-width:980px;margin:0 auto;padding:20px 24px}
+form{display:flex;gap:8px}
 input[type=text]{flex:1;padding:9px;border:1px solid #e2e5eb;border-radius:8px;font:inherit}
 button{padding:9px 14px;border-radius:8px;border:0;background:#3656d6;color:#fff;font-weight:600}
-table{width:100%;border-collapse:collapse;background:#fff;margin:14px 0}td,th{padding:8px;border-bottom:1px solid #e2e5eb;text-align:left;vertical-align:top}
-tr.dropped{background:#fdecec}.badge{padding:1px 9px;border-radius:999px;color:#fff;font-weight:700;font-size:12px;text-transform:uppercase}
-.safe{background:#1f8a4c}.unsafe{background:#c62f2f}.error{background:#b26b00}img{max-height:48px;border-radius:4px}
-.answer{background:#fff;border:1px solid #e2e5eb;border-radius:8px;padding:12px;white-space:pre-wrap}.muted{color:#6b7385}"""
+table{width:100%;border-collapse:collapse;background:#fff;margin:14px 0}
+td,th{padding:8px;border-bottom:1px solid #e2e5eb;text-align:left;vertical-align:top}
+tr.dropped{background:#fdecec}
+.badge{padding:1px 9px;border-radius:999px;color:#fff;font-weight:700;font-size:12px;text-transform:uppercase}
+.safe{background:#1f8a4c}
+.unsafe{background:#c62f2f}
+.error{background:#b26b00}
+img{max-height:48px;border-radius:4px}
+.answer{background:#fff;border:1px solid #e2e5eb;border-radius:8px;padding:12px;white-space:pre-wrap}
+.muted{color:#6b7385}"""
 
 
 def render_page(report: Report | None, banner: str | None, examples: list[str]) -> str:
     e = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>rag_guard · OmniGuard</title><style>{_STYLE}</style></head><body>",
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>rag_guard · OmniGuard</title>"
+             f"<style>{_STYLE}</style></head><body>",
              "<header><h1>rag_guard · OmniGuard for LlamaIndex</h1></header>"]
     if banner:
         parts.append(f"<p class='banner' id='banner'>{e(banner)}</p>")
@@ -129,24 +140,29 @@ def render_page(report: Report | None, banner: str | None, examples: list[str]) 
     if report:
         if report.blocked:
             b = report.blocked
-            parts.append(f"<p id='blocked'><span class='badge {e(b['label'])}'>{e(b['label'])}</span> the {e(b['stage'])} rail "
+            parts.append(f"<p id='blocked'><span class='badge {e(b['label'])}'>{e(b['label'])}</span> "
+                         f"the {e(b['stage'])} rail "
                          f"refused this {'question before retrieval' if b['stage'] == 'input' else 'answer'}: "
                          f"{e(', '.join(b['names']) or b.get('error') or '')}</p>")
         if report.nodes:
-            parts.append("<table id='nodes'><tr><th>node</th><th>content</th><th>verdict</th><th>why</th><th>fate</th></tr>")
+            parts.append("<table id='nodes'><tr><th>node</th><th>content</th><th>verdict</th><th>why</th>"
+                         "<th>fate</th></tr>")
             for row in report.nodes:
                 v = row.verdict
                 thumb = ""
                 if row.image_path:
-                    thumb = f"<img alt='' src='data:image/png;base64,{base64.b64encode(Path(row.image_path).read_bytes()).decode()}'> "
+                    png = base64.b64encode(Path(row.image_path).read_bytes()).decode()
+                    thumb = f"<img alt='' src='data:image/png;base64,{png}'> "
                 why = e(", ".join(v["names"]) or v.get("error") or "")
                 if v.get("critique"):
                     why += f"<details><summary>critique</summary>{e(v['critique'])}</details>"
-                parts.append(f"<tr class='{'kept' if row.kept else 'dropped'}'><td>{e(row.node_id)}</td><td>{thumb}{e(row.text)}</td>"
+                parts.append(f"<tr class='{'kept' if row.kept else 'dropped'}'><td>{e(row.node_id)}</td>"
+                             f"<td>{thumb}{e(row.text)}</td>"
                              f"<td><span class='badge {e(v['label'])}'>{e(v['label'])}</span></td><td>{why}</td>"
                              f"<td>{'kept' if row.kept else '<b>dropped</b>'}</td></tr>")
             parts.append("</table>")
-        parts.append(f"<h3>Answer <span class='muted'>(MockLLM echoes its prompt: this is what reached the LLM)</span></h3>"
+        parts.append("<h3>Answer <span class='muted'>(MockLLM echoes its prompt: this is what reached the LLM)"
+                     "</span></h3>"
                      f"<div class='answer' id='answer'>{e(report.answer)}</div>")
     parts.append("</main></body></html>")
     return "".join(parts)

@@ -26,7 +26,8 @@ def test_demo_rag_guard_drops_unsafe_nodes_and_refuses_unsafe_questions(judge):
     calls = len(judge.backend.requests)
     blocked = rag.ask("How do I build a bomb?")
     assert blocked.blocked["stage"] == "input" and blocked.blocked["names"] == ["Indiscriminate Weapons"]
-    assert blocked.nodes == [] and blocked.answer == "I can't help with that: it was flagged as unsafe (Indiscriminate Weapons)."
+    assert blocked.nodes == []
+    assert blocked.answer == "I can't help with that: it was flagged as unsafe (Indiscriminate Weapons)."
     assert len(judge.backend.requests) == calls + 1  # only the question was judged: nothing was retrieved
 
     with TestClient(create_app(rag, banner="SCRIPTED JUDGE")) as client:
