@@ -67,10 +67,14 @@ class Localize:
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?\u3002\uff01\uff1f])[\"'\u201d\u2019)\]]*\s+|\n\s*")
+#: a "sentence" longer than this (a transcript without punctuation) is cut at spaces into pieces
+#: about this long, so text evidence stays sentence-sized
+_MAX_SENTENCE_CHARS = 300
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """``(start, end)`` of each sentence (or line) of ``text``, trimmed of surrounding space."""
+    """``(start, end)`` of each sentence (or line) of ``text``, trimmed of surrounding space;
+    over-long ones cut at spaces into pieces of at most about ``_MAX_SENTENCE_CHARS``."""
     spans: list[tuple[int, int]] = []
     start = 0
     for m in (*_SENTENCE_END.finditer(text), None):
@@ -78,10 +82,24 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
         piece = text[start:end]
         if piece.strip():
             lead = len(piece) - len(piece.lstrip())
-            spans.append((start + lead, start + len(piece.rstrip())))
+            spans.extend(_pieces(text, start + lead, start + len(piece.rstrip())))
         if m is not None:
             start = m.end()
     return spans
+
+
+def _pieces(text: str, start: int, end: int) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    while end - start > _MAX_SENTENCE_CHARS:
+        cut = text.rfind(" ", start + 1, start + _MAX_SENTENCE_CHARS)
+        if cut <= start:
+            cut = start + _MAX_SENTENCE_CHARS
+        out.append((start, cut))
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
+    out.append((start, end))
+    return out
 
 
 @dataclass(frozen=True)

@@ -200,3 +200,25 @@ def test_red_frames_are_found_whatever_the_clip_starts_with(tmp_path):
         (item,) = verdict.evidence
         assert item.seconds[0] <= red_at and item.seconds[1] >= red_at + 1.0
         assert item.seconds[1] - item.seconds[0] <= 3.0
+
+
+def test_sentences_and_text_without_punctuation():
+    from omniguard_plugins._localize import sentence_spans
+
+    text = "One. Two!  Three?\nFour"
+    assert [text[a:b] for a, b in sentence_spans(text)] == ["One.", "Two!", "Three?", "Four"]
+    words = " ".join(["word"] * 300)  # 1,499 characters, no punctuation: cut at spaces
+    spans = sentence_spans(words)
+    assert len(spans) == 5 and all(b - a <= 300 for a, b in spans)
+    assert all(words[a] != " " and words[b - 1] != " " for a, b in spans)
+    assert spans[0][0] == 0 and spans[-1][1] == len(words)
+
+
+def test_a_transcript_without_punctuation_is_narrowed_too():
+    judge = scripted()
+    words = ["hello"] * 400
+    words[250] = "bomb"
+    text = " ".join(words)
+    verdict, _ = _localized(judge, text)
+    (item,) = verdict.evidence
+    assert "bomb" in text[item.chars[0] : item.chars[1]] and item.chars[1] - item.chars[0] <= 300
