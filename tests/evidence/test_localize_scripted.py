@@ -222,3 +222,24 @@ def test_a_transcript_without_punctuation_is_narrowed_too():
     verdict, _ = _localized(judge, text)
     (item,) = verdict.evidence
     assert "bomb" in text[item.chars[0] : item.chars[1]] and item.chars[1] - item.chars[0] <= 300
+
+
+def test_score_mode_localizes_on_the_threshold():
+    judge = scripted(mode="score")
+    verdict, requests = _localized(judge, "look", *four_images())
+    assert verdict.score == 1.0 and [e.part for e in verdict.evidence] == [3]
+    assert all(r.mode == "score" for r in judge.backend.requests) and requests == 6
+
+
+def test_a_repeated_check_is_answered_from_the_result_cache():
+    judge = scripted()
+    parts = ["look", *four_images()]
+    first, _ = _localized(judge, *parts)
+    again, requests = _localized(judge, *parts)
+    assert again.evidence == first.evidence and requests == 0
+
+
+def test_check_many_takes_localize_in_a_mapping_too():
+    judge = scripted()
+    (verdict,) = judge.check_many([{"user": ["look", *four_images()], "localize": True}])
+    assert [e.part for e in verdict.evidence] == [3]
