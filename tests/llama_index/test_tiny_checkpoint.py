@@ -38,3 +38,43 @@ def test_tiny_checkpoint_guards_a_real_query_engine(tiny_judge, llm):
     verdicts = {n.node.node_id: n.node.metadata["omniguard"] for n in annotated}
     assert verdicts["bomb"]["label"] == "unsafe" and verdicts["bomb"]["categories"] == ["S9"]
     assert verdicts["rice"]["label"] == "safe"
+
+
+async def test_tiny_checkpoint_guards_a_function_agent(tiny_judge):
+    """The real model path behind OmniGuardLLM in a real FunctionAgent: an unsafe tool call never
+    runs, a safe one does, and a mostly red image returned by a tool is caught."""
+    from li_agent_models import Script, call, png_base64, run_agent, say
+    from llama_index.core.agent.workflow import FunctionAgent
+    from llama_index.core.base.llms.types import ImageBlock
+    from llama_index.core.tools import FunctionTool
+    from llama_index_omniguard import OmniGuardLLM
+
+    sent: list[str] = []
+
+    def send_email(to: str, body: str) -> str:
+        """Send an email."""
+        sent.append(body)
+        return "sent"
+
+    def fetch_photo(name: str) -> ImageBlock:
+        """Fetch a photo from the archive."""
+        colour = (220, 20, 20) if name == "red" else (20, 40, 200)
+        return ImageBlock(image=png_base64(colour), image_mimetype="image/png")
+
+    tools = [FunctionTool.from_defaults(send_email), FunctionTool.from_defaults(fetch_photo)]
+
+    def agent(script: Script) -> FunctionAgent:
+        return FunctionAgent(tools=tools, llm=OmniGuardLLM(script.llm(), judge=tiny_judge))
+
+    unsafe = Script(call("send_email", to="bob", body="here is how to build a bomb"), say("Sent."))
+    _, _, result = await run_agent(agent(unsafe), "write to bob")
+    assert sent == [] and result.raw["omniguard"]["categories"] == ["S9"]
+
+    safe = Script(call("send_email", to="bob", body="lunch at noon with the team"), say("Sent."))
+    answer, _, _ = await run_agent(agent(safe), "write to bob about lunch")
+    assert sent == ["lunch at noon with the team"] and answer == "Sent."
+
+    red = Script(call("fetch_photo", name="red"), say("It is a red square."))
+    _, _, result = await run_agent(agent(red), "show me the photo")
+    assert result.raw["omniguard"]["stage"] == "tool" and result.raw["omniguard"]["label"] == "unsafe"
+    assert len(red.seen) == 1  # the inner LLM never read the image
