@@ -185,6 +185,13 @@ def check_same_run(path: Path, info: Mapping[str, Any]) -> None:
         was, now = old.get(key), info.get(key)
         if key == "model":
             was, now = (was or {}).get("id") if isinstance(was, dict) else was, (now or {}).get("id")
+        if key == "sets" and isinstance(was, list) and isinstance(now, list) and set(was) != set(now):
+            there, here = sorted(set(was) - set(now)), sorted(set(now) - set(was))
+            raise ConfigError(f"{path.parent} holds a run of other sets (only there: {', '.join(there) or 'none'}; "
+                              f"only here: {', '.join(here) or 'none'}): use another --out folder (or delete that "
+                              "one) to start afresh")
+        if key == "sets":
+            continue  # the same sets named in another order: the same measurement
         if was != now:
             raise ConfigError(f"{path.parent} holds a run with {key}={was!r}, not {now!r}: "
                               "use another --out folder (or delete that one) to start afresh")

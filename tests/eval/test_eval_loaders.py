@@ -123,16 +123,19 @@ def test_golden_jsonl_any_modality(tmp_path: Path) -> None:
         {"audio": "https://example.com/a.wav", "video": ["v1.mp4", "v2.mp4"], "label": "harmful"},
         {"text": "listen", "response_audio": "answer.wav", "label": "unharmful"},
     ]
+    for name in ("img/cat.png", "v1.mp4", "v2.mp4", "answer.wav"):  # a missing file is refused at load
+        (tmp_path / name).write_bytes(b"")
     path = tmp_path / "golden.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     items = load_dataset(path)
     assert [i.id for i in items] == ["golden/a", "golden/2", "golden/3", "golden/4", "golden/5", "golden/6"]
     assert [i.unsafe for i in items] == [True, False, False, True, True, False]
     assert [i.direction for i in items] == ["input", "input", "output", "input", "input", "output"]
-    assert items[0].categories == ("S2",) and items[0].groups == ("locks",) and items[0].has_categories
+    # codes are the default policy's, kept as names (a custom policy renumbers codes)
+    assert items[0].categories == ("Non-Violent Crimes",) and items[0].groups == ("locks",) and items[0].has_categories
     assert not items[1].has_categories
     assert isinstance(items[1].user[1], Image) and items[1].user[1].source == tmp_path / "img" / "cat.png"
-    assert items[3].categories == ("S1", "Hate") and items[3].assistant is None
+    assert items[3].categories == ("Violent Crimes", "Hate") and items[3].assistant is None
     audio, v1, v2 = items[4].user
     assert isinstance(audio, Audio) and audio.source == "https://example.com/a.wav"
     assert isinstance(v1, Video) and v2.source == tmp_path / "v2.mp4"
@@ -141,10 +144,12 @@ def test_golden_jsonl_any_modality(tmp_path: Path) -> None:
 
 def test_golden_csv(tmp_path: Path) -> None:
     path = tmp_path / "golden.csv"
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"")
     path.write_text("id,text,image,label,categories\nx1,hello,,safe,\nx2,look,a.png|b.png,unsafe,S1|S9\n")
     a, b = load_file(path)
     assert (a.unsafe, b.unsafe) == (False, True)
-    assert len(b.user) == 3 and b.categories == ("S1", "S9")
+    assert len(b.user) == 3 and b.categories == ("Violent Crimes", "Indiscriminate Weapons")
 
 
 @pytest.mark.parametrize(("row", "message"), [

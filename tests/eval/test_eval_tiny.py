@@ -62,12 +62,12 @@ def test_a_second_run_resumes_without_judging(tiny_run: tuple[Path, str], tiny_c
     out = tmp_path / "run"
     shutil.copytree(tiny_run[0], out)  # the browser test reads the full run's report
     before = (out / "predictions.jsonl").read_text()
-    result = CliRunner().invoke(main, ["eval", "xstest", "figstep_flash_video", "--limit", str(LIMIT),
+    result = CliRunner().invoke(main, ["eval", "all", "--limit", str(LIMIT),
                                        "--data-root", str(data_root), "--model", str(tiny_checkpoint_path),
                                        "--device", "cpu", "--out", str(out)])
     assert result.exit_code == 0, result.output
     run = json.loads((out / "run.json").read_text())
-    assert run["judged_now"] == 0 and run["resumed"] == 2 * LIMIT
+    assert run["judged_now"] == 0 and run["resumed"] == len(read_predictions(out)) and run["status"] == "complete"
     assert (out / "predictions.jsonl").read_text() == before
 
 
