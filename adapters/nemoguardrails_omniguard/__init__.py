@@ -27,6 +27,7 @@ from .actions import (
     omniguard_check_output,
     omniguard_check_tool_input,
     omniguard_check_tool_output,
+    omniguard_passed_tool_calls,
     outcome_from_verdict,
 )
 from .names import *  # noqa: F403 - every name the shipped .co files and config.yml use is public
@@ -40,6 +41,7 @@ __all__ = [
     "omniguard_check_output",
     "omniguard_check_tool_input",
     "omniguard_check_tool_output",
+    "omniguard_passed_tool_calls",
     "outcome_from_verdict",
     "register",
     "stream",
@@ -76,6 +78,7 @@ def register(rails: R, judge: OmniGuard | None = None) -> R:
     rails.register_action(omniguard_check_output, names.OUTPUT_ACTION)
     rails.register_action(omniguard_check_tool_input, names.TOOL_INPUT_ACTION)
     rails.register_action(omniguard_check_tool_output, names.TOOL_OUTPUT_ACTION)
+    rails.register_action(omniguard_passed_tool_calls, names.TOOL_PASSED_ACTION)
     if judge is not None:
         rails.register_action_param(names.JUDGE_PARAM, judge)
         config = getattr(rails, "config", None)  # NeMo's streaming output rails get no registered parameters

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from nemoguardrails.actions import action
+from nemoguardrails.actions.actions import ActionResult
 from nemoguardrails.actions.rail_outcome import RailOutcome
+from nemoguardrails.utils import new_event_dict
 
 from omniguard_plugins import OmniGuard, Verdict
 from omniguard_plugins.content import Conversation, Part, Turn
@@ -32,13 +33,14 @@ from omniguard_plugins.errors import ContentError
 from omniguard_plugins.openai_messages import parts_from_openai
 
 from ._turn import stream_turn
-from .names import INPUT_ACTION, JUDGE_PARAM, OUTPUT_ACTION, TOOL_INPUT_ACTION, TOOL_OUTPUT_ACTION
+from .names import INPUT_ACTION, JUDGE_PARAM, OUTPUT_ACTION, TOOL_INPUT_ACTION, TOOL_OUTPUT_ACTION, TOOL_PASSED_ACTION
 
 __all__ = [
     "omniguard_check_input",
     "omniguard_check_output",
     "omniguard_check_tool_input",
     "omniguard_check_tool_output",
+    "omniguard_passed_tool_calls",
     "outcome_from_verdict",
 ]
 
@@ -117,11 +119,20 @@ async def omniguard_check_tool_output(
     """Judge the model's tool calls (``context["tool_calls"]``) before the app runs them: each
     call rendered by the core's ``render_tool_call``, as the answer to the user's message."""
     context = context or {}
-    outcome = await _check("output", lambda: _after_user(context, _tool_call_parts(context.get("tool_calls"))),
-                           _judge(omniguard_judge, config), explain_unsafe)
-    if outcome.is_blocked:  # the flow tells NeMo that no call passed (it returns every call otherwise)
-        outcome = replace(outcome, metadata={**outcome.metadata, "kept_tool_calls": []})
-    return outcome
+    return await _check("output", lambda: _after_user(context, _tool_call_parts(context.get("tool_calls"))),
+                        _judge(omniguard_judge, config), explain_unsafe)
+
+
+@action(name=TOOL_PASSED_ACTION, is_system_action=True)
+async def omniguard_passed_tool_calls(context: Context | None = None, **_: Any) -> ActionResult:
+    """Tell NeMo which tool calls passed the tool output rail: all of them, or none when its
+    outcome (``$omniguard_result``) blocked. NeMo 0.24.1 hands every call of the turn back to
+    the app, blocked or not, unless a ``StartToolCallBotAction`` event names the ones that
+    passed; this sends that event (the value is the same list)."""
+    context = context or {}
+    outcome = context.get("omniguard_result")
+    passed = [] if not isinstance(outcome, RailOutcome) or outcome.is_blocked else list(context.get("tool_calls") or [])
+    return ActionResult(return_value=passed, events=[new_event_dict("StartToolCallBotAction", tool_calls=passed)])
 
 
 def _user(context: Context) -> Turn:

@@ -18,6 +18,7 @@ __all__ = [
     "TOOL_OUTPUT_ACTION",
     "TOOL_OUTPUT_EXCEPTION",
     "TOOL_OUTPUT_FLOW",
+    "TOOL_PASSED_ACTION",
     "TOOL_RESUME_FLOW",
     "V2_ANSWER_FLOW",
 ]
@@ -44,6 +45,8 @@ INPUT_ACTION = "omniguard_check_input"
 OUTPUT_ACTION = "omniguard_check_output"
 TOOL_INPUT_ACTION = "omniguard_check_tool_input"
 TOOL_OUTPUT_ACTION = "omniguard_check_tool_output"
+#: the calls that passed the tool output rail (the Colang 1 flow hands them to NeMo after a block)
+TOOL_PASSED_ACTION = "omniguard_passed_tool_calls"
 
 #: the events sent instead of a refusal when ``enable_rails_exceptions`` is on; LLMRails
 #: returns them as a message with role ``"exception"`` (Colang 1) or in ``"events"`` (Colang 2)

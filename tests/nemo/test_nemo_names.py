@@ -16,14 +16,15 @@ from nemoguardrails_omniguard import RAILS_DIR, RAILS_DIR_V2, names
 TOOL_FLOWS = {names.TOOL_INPUT_FLOW, names.TOOL_OUTPUT_FLOW}
 OURS = {
     "flows": {names.INPUT_FLOW, names.OUTPUT_FLOW, names.V2_ANSWER_FLOW, names.TOOL_RESUME_FLOW, *TOOL_FLOWS},
-    "actions": {names.INPUT_ACTION, names.OUTPUT_ACTION, names.TOOL_INPUT_ACTION, names.TOOL_OUTPUT_ACTION},
+    "actions": {names.INPUT_ACTION, names.OUTPUT_ACTION, names.TOOL_INPUT_ACTION, names.TOOL_OUTPUT_ACTION,
+                names.TOOL_PASSED_ACTION},
     "events": {names.INPUT_EXCEPTION, names.OUTPUT_EXCEPTION, names.TOOL_INPUT_EXCEPTION, names.TOOL_OUTPUT_EXCEPTION},
 }
 # NeMo's own names our Colang 2 wiring (main.co) uses
 NEMO_FLOWS = {"main", "input rails", "output rails"}
 NEMO_ACTIONS = {"PassthroughLLMAction"}
 # NeMo's events the Colang 1 tool flows create or wait for (checked against NeMo's sources below)
-NEMO_EVENTS = {"StartToolCallBotAction", "UserMessage", "ToolInputRailsFinished"}
+NEMO_EVENTS = {"UserMessage", "ToolInputRailsFinished"}
 
 
 def scan(path: Path) -> dict[str, set[str]]:
@@ -68,9 +69,14 @@ def test_the_colang_2_flows_define_the_input_and_output_rails():
     assert actions == {names.INPUT_ACTION, names.OUTPUT_ACTION}
 
 
+def test_the_passed_tool_calls_action_carries_its_name():
+    assert pkg.omniguard_passed_tool_calls.action_meta["name"] == names.TOOL_PASSED_ACTION
+
+
 def test_the_nemo_events_our_tool_flows_use_are_nemos():
     """Spelled as NeMo 0.24.1 creates them (ToolInputRailsFinished) and reads them
-    (StartToolCallBotAction: the calls that passed; UserMessage: what starts an answer)."""
+    (StartToolCallBotAction, sent by omniguard_passed_tool_calls: the calls that passed;
+    UserMessage: what starts an answer)."""
     import nemoguardrails
 
     root = Path(nemoguardrails.__file__).parent
@@ -127,4 +133,5 @@ def test_public_names():
         "TOOL_OUTPUT_EXCEPTION", "TOOL_OUTPUT_FLOW", "blocked_chunk", "omniguard_check_input",
         "omniguard_check_output", "omniguard_check_tool_input", "omniguard_check_tool_output",
         "outcome_from_verdict", "register", "stream", "TOOL_RESUME_FLOW", "V2_ANSWER_FLOW",
+        "TOOL_PASSED_ACTION", "omniguard_passed_tool_calls",
     }
