@@ -299,3 +299,18 @@ def test_proxy_an_unsafe_answer_carrying_more_than_text_never_reaches_the_client
     assert events[-1] == "data: [DONE]" and code in events[-2] and '"content_filter"' in events[-2]
     assert not [leak for leak in leaks if any(leak in e for e in events)]
     assert not [e for e in events[:-2] if '"tool_calls":[{' in e.replace(" ", "") or '"audio":{' in e.replace(" ", "")]
+
+
+def test_proxy_an_image_alone_is_judged_by_the_custom_guardrail_not_the_generic_api(proxy_client, upstream):
+    """LiteLLM's ``generic_guardrail_api`` sends no request check for a user message without
+    text, as docs/litellm.md says; the custom guardrail blocks the same request. (If LiteLLM
+    closes the gap, this fails: update the docs.)"""
+    alone = user([image_part(RED)])
+    before = len(seen(upstream))
+    with pytest.raises(openai.BadRequestError) as err:
+        proxy_client.chat.completions.create(model="upstream-llm", messages=alone,
+                                             extra_body={"guardrails": ["omniguard"]})
+    assert "S1" in err.value.message and len(seen(upstream)) == before
+    proxy_client.chat.completions.create(model="upstream-llm", messages=alone,
+                                         extra_body={"guardrails": ["omniguard-generic"]})
+    assert len(seen(upstream)) == before + 1  # it reached the LLM unjudged
