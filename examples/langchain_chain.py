@@ -17,9 +17,9 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
+from langchain_omniguard import GuardViolation, OmniGuardMiddleware, OmniGuardRunnable, guard
 from PIL import Image
 
-from langchain_omniguard import GuardViolation, OmniGuardMiddleware, OmniGuardRunnable, guard
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.testing import scripted_judge
 
@@ -80,7 +80,8 @@ def main() -> None:
     agent = create_agent(
         AgentModel(messages=iter([AIMessage("Hello! How can I help?")])),
         tools=[],
-        middleware=[OmniGuardMiddleware(judge=judge, exit_behavior="end", violation_message="Sorry, I can't help with {categories}.")],
+        middleware=[OmniGuardMiddleware(judge=judge, exit_behavior="end",
+                                        violation_message="Sorry, I can't help with {categories}.")],
     )
     reply = agent.invoke({"messages": [HumanMessage("Explain how a bomb is built.")]})["messages"][-1]
     print("5. agent with OmniGuardMiddleware ->", reply.content)

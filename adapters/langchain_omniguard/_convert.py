@@ -45,7 +45,7 @@ from omniguard_plugins.openai_messages import parts_from_openai
 
 __all__ = ["has_content", "parts_from_blocks", "parts_of", "role_of", "to_conversation", "turn_of"]
 
-_MEDIA = {"image": Image, "audio": Audio, "video": Video}
+_MEDIA: dict[str, type[Image] | type[Audio] | type[Video]] = {"image": Image, "audio": Audio, "video": Video}
 #: blocks that are not content a person reads: the model's calls and private reasoning
 _NOT_CONTENT = frozenset(
     {"tool_call", "tool_call_chunk", "invalid_tool_call", "server_tool_call", "server_tool_call_chunk",
@@ -158,7 +158,8 @@ def role_of(message: BaseMessage) -> Role | None:
     if isinstance(message, AIMessage):
         return "assistant"
     if isinstance(message, ChatMessage):
-        return {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant"}.get(message.role.lower())
+        roles: dict[str, Role] = {"user": "user", "human": "user", "assistant": "assistant", "ai": "assistant"}
+        return roles.get(message.role.lower())
     return None
 
 

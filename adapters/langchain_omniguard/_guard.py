@@ -183,7 +183,8 @@ def guard(
     returns (or yields, and stops) ``violation_message`` in the output's type (a ``str`` for a
     chain that produces strings). ``judge=None`` uses ``OmniGuard.shared()``.
     """
-    StreamSettings(window_chars, step_chars, max_unjudged_chars, max_in_flight)  # a ConfigError now, not a ValidationError
+    # a ConfigError now, not a ValidationError
+    StreamSettings(window_chars, step_chars, max_unjudged_chars, max_in_flight)
     return GuardedRunnable(
         bound=runnable, judge=judge, check_input=check_input, check_output=check_output,
         window_chars=window_chars, step_chars=step_chars, max_unjudged_chars=max_unjudged_chars,

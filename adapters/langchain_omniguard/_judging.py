@@ -1,9 +1,10 @@
-"""What every LangChain component shares: the lazy judge, checks whose content converts inside
-the judge (so a conversion failure follows ``on_error`` and is counted like any other), verdict
-events for callbacks, and the violation message.
+"""What every LangChain component shares: the lazy judge, the check requests it builds (a core
+:class:`~omniguard_plugins.doors.Ask` whose conversation converts inside the judge, so a
+conversion failure follows ``on_error`` and is counted like any other), verdict events for
+callbacks, and the one table from LangChain's ``exit_behavior`` onto the core's block actions.
 
-Sync and async differ only in :func:`judge_and_record` / :func:`ajudge_and_record` (and the
-pieces they are made of), a few lines each; the decisions live in the callers' shared code.
+Sync and async differ only in :func:`judge_and_record` / :func:`ajudge_and_record`, a few lines
+each; the decisions live in the callers' shared code.
 """
 
 from __future__ import annotations
@@ -18,25 +19,25 @@ from langchain_core.runnables import RunnableConfig
 
 from omniguard_plugins import OmniGuard, Policy, Verdict
 from omniguard_plugins.content import Conversation
-from omniguard_plugins.errors import GuardViolation
-from omniguard_plugins.rails import DEFAULT_REFUSAL, Stage, refusal_text
+from omniguard_plugins.doors import Action, Ask, Blocking, Stage, summarize
+from omniguard_plugins.errors import ConfigError
 
 __all__ = [
-    "DEFAULT_VIOLATION_MESSAGE",
+    "EXIT_ACTIONS",
     "VERDICT_EVENT",
+    "AskSettings",
     "Check",
     "ExitBehavior",
     "Stage",
     "ajudge_and_record",
     "arecord",
     "arun_checks",
-    "format_violation",
+    "blocking",
+    "event_data",
     "judge_and_record",
-    "make_check",
     "record",
     "resolve_judge",
     "run_checks",
-    "violation",
 ]
 
 log = logging.getLogger("omniguard.langchain")
@@ -46,9 +47,18 @@ ExitBehavior = Literal["error", "end", "replace"]
 #: the name of the custom callback event carrying each verdict (``on_custom_event``)
 VERDICT_EVENT = "omniguard_verdict"
 
-#: ``exit_behavior`` maps onto the core's table (:mod:`omniguard_plugins.rails`): "error" raises
-#: GuardViolation, "end" answers with the refusal, "replace" puts it where the content was
-DEFAULT_VIOLATION_MESSAGE = DEFAULT_REFUSAL
+#: LangChain's ``exit_behavior`` (the words of ``OpenAIModerationMiddleware``) on the core's actions:
+#: "error" raises GuardViolation, "end" answers with the refusal instead, "replace" puts the
+#: refusal where the blocked content was and goes on
+EXIT_ACTIONS: Mapping[str, Action] = {"error": "raise", "end": "refuse", "replace": "replace"}
+
+
+def blocking(exit_behavior: str, violation_message: str | None) -> Blocking:
+    """The core's :class:`~omniguard_plugins.doors.Blocking` for a component's settings."""
+    action = EXIT_ACTIONS.get(exit_behavior)
+    if action is None:
+        raise ConfigError(f"exit_behavior must be one of {', '.join(map(repr, EXIT_ACTIONS))}, got {exit_behavior!r}")
+    return Blocking(action, None if action == "raise" else violation_message)
 
 
 def resolve_judge(judge: OmniGuard | None) -> OmniGuard:
@@ -57,48 +67,44 @@ def resolve_judge(judge: OmniGuard | None) -> OmniGuard:
 
 
 @dataclass(frozen=True)
+class AskSettings:
+    """What a component asks every check with: its policy, mode, and whether its refusal shows
+    a critique (then unsafe verdicts are explained)."""
+
+    policy: Policy | Mapping[str, Any] | None = None
+    mode: Literal["verdict", "critique", "score"] | None = None
+    block: Blocking = Blocking()
+
+    def check(self, stage: Stage, content: Any, build: Callable[[], Conversation]) -> Check:
+        ask = Ask(conversation=build, stage=stage, policy=self.policy, mode=self.mode, explain=self.block.explain)
+        return Check(ask, content)
+
+
+@dataclass(frozen=True)
 class Check:
-    """One check to run. ``stage`` and ``content`` travel with it to the decision and the
-    event; ``item`` is what the judge gets, its conversation still to be built, so a
-    conversion failure is decided by the judge's ``on_error`` like any other failure."""
+    """One check to run: the core :class:`Ask` and the LangChain value it judges (carried to
+    the decision and to :class:`~omniguard_plugins.errors.GuardViolation`)."""
 
-    stage: Stage
+    ask: Ask
     content: Any
-    item: Mapping[str, Any]
 
-
-def make_check(
-    stage: Stage,
-    content: Any,
-    build: Callable[[], Conversation],
-    *,
-    direction: Literal["input", "output"],
-    policy: Policy | Mapping[str, Any] | None = None,
-    mode: str | None = None,
-    template: str | None = None,
-) -> Check:
-    """The check for ``content``. A violation ``template`` that shows ``{critique}`` asks the
-    judge to explain unsafe verdicts."""
-    item: dict[str, Any] = {"conversation": build, "direction": direction}
-    if policy is not None:
-        item["policy"] = policy
-    if mode is not None:
-        item["mode"] = mode
-    if template and "{critique}" in template:
-        item["explain_unsafe"] = True
-    return Check(stage, content, item)
+    @property
+    def stage(self) -> Stage:
+        return self.ask.stage or "input"
 
 
 def run_checks(judge: OmniGuard, checks: Sequence[Check]) -> list[Verdict]:
     """Judge every check in one ``check_many`` (one batch for the model)."""
-    return judge.check_many([c.item for c in checks]) if checks else []
+    return judge.check_many([c.ask for c in checks]) if checks else []
 
 
 async def arun_checks(judge: OmniGuard, checks: Sequence[Check]) -> list[Verdict]:
-    return await judge.acheck_many([c.item for c in checks]) if checks else []
+    return await judge.acheck_many([c.ask for c in checks]) if checks else []
 
 
-def judge_and_record(judge: OmniGuard, checks: Sequence[Check], configs: Sequence[RunnableConfig | None]) -> list[Verdict]:
+def judge_and_record(
+    judge: OmniGuard, checks: Sequence[Check], configs: Sequence[RunnableConfig | None]
+) -> list[Verdict]:
     """Run the checks, then tell callbacks about each verdict: what every component does."""
     verdicts = run_checks(judge, checks)
     for check, verdict, config in zip(checks, verdicts, configs):
@@ -116,9 +122,9 @@ async def ajudge_and_record(
 
 
 def event_data(stage: Stage, verdict: Verdict) -> dict[str, Any]:
-    data = verdict.to_dict()
-    data["stage"] = stage
-    return data
+    """A verdict event's payload: the core's summary, plus the stream rail's ``details`` (which
+    window of a streamed answer it judged)."""
+    return {**summarize(verdict, stage).to_json(), "details": dict(verdict.details)}
 
 
 def record(stage: Stage, verdict: Verdict, config: RunnableConfig | None = None) -> None:
@@ -134,18 +140,3 @@ async def arecord(stage: Stage, verdict: Verdict, config: RunnableConfig | None 
         await adispatch_custom_event(VERDICT_EVENT, event_data(stage, verdict), config=config)
     except RuntimeError:
         pass
-
-
-def format_violation(template: str | None, verdict: Verdict) -> str:
-    """The user-facing refusal: ``{categories}`` and ``{critique}`` filled from the verdict."""
-    return refusal_text(verdict, template)
-
-
-def violation(check: Check, verdict: Verdict) -> GuardViolation:
-    """The exception for ``exit_behavior="error"``: one line saying where and why."""
-    return GuardViolation(
-        f"OmniGuard blocked the {check.stage}: {verdict.summary()}",
-        stage=check.stage,
-        verdict=verdict,
-        content=check.content,
-    )

@@ -10,7 +10,8 @@ which judges the whole output: every content block, reasoning and tool call.
 
 from __future__ import annotations
 
-import json
+import base64
+import binascii
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -19,12 +20,14 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Base
 from langchain_core.runnables import RunnableConfig
 
 from omniguard_plugins import OmniGuard, Verdict
-from omniguard_plugins.content import Conversation, MediaPart, Part, Text, Turn
+from omniguard_plugins.content import Audio, Conversation, MediaPart, Part, Text, Turn
+from omniguard_plugins.doors import render_tool_call
 from omniguard_plugins.errors import ContentError
-from omniguard_plugins.streaming import StreamRail, StreamSettings, Window
+from omniguard_plugins.media import sniff_base64_kind, wav_bytes
+from omniguard_plugins.streaming import Read, StreamRail, StreamSettings, Window
 
 from ._convert import has_content, parts_from_blocks, to_conversation
-from ._judging import Check, arecord, arun_checks, format_violation, make_check, record, violation
+from ._judging import AskSettings, Check, arecord, arun_checks, blocking, record
 from ._shapes import refusal_like
 
 __all__ = ["GuardRun", "OutputRail", "RailSettings", "accumulate", "has_output", "message_parts", "read_chunk"]
@@ -38,15 +41,18 @@ def read_chunk(chunk: Any) -> tuple[str | None, tuple[MediaPart, ...]]:
         return chunk, ()
     if not isinstance(chunk, BaseMessage):
         return None, ()
-    if isinstance(chunk.content, str) and not chunk.additional_kwargs and not getattr(chunk, "tool_call_chunks", None):
+    if (isinstance(chunk.content, str) and not chunk.additional_kwargs and not getattr(chunk, "tool_call_chunks", None)
+            and not getattr(chunk, "tool_calls", None)):
         return chunk.content, ()  # the common token: skip the block translation (per-chunk cost)
+    if chunk.additional_kwargs.get("audio"):
+        return None, ()  # spoken output (OpenAI audio) streams in pieces: judged whole by the final check
     pieces: list[str] = []
     media: list[MediaPart] = []
     try:
         for block in chunk.content_blocks:
             kind = block.get("type")
             if kind == "text":
-                pieces.append(block.get("text") or "")
+                pieces.append(str(block.get("text") or ""))
             elif kind == "reasoning":  # shown by many chat UIs: judged like text
                 pieces.append(block.get("reasoning") or "")  # type: ignore[arg-type]
             elif kind not in _CALLS:
@@ -57,29 +63,60 @@ def read_chunk(chunk: Any) -> tuple[str | None, tuple[MediaPart, ...]]:
         for call in chunk.tool_call_chunks:
             pieces.append((f"{call['name']} " if call.get("name") else "") + (call.get("args") or ""))
     elif isinstance(chunk, AIMessage):
-        pieces.append(_calls_text(chunk))
+        pieces.extend(p.text for c in _calls(chunk) for p in c if isinstance(p, Text))
+        media.extend(p for c in _calls(chunk) for p in c if not isinstance(p, Text))
     return "".join(pieces), tuple(media)
 
 
-def _calls_text(message: AIMessage) -> str:
-    return "\n".join(f"{c['name']} {json.dumps(c['args'], ensure_ascii=False)}" for c in message.tool_calls if c["args"])
+def _calls(message: AIMessage) -> list[tuple[Part, ...]]:
+    """Each tool call as the judge reads it through every door (:func:`~omniguard_plugins.doors.render_tool_call`)."""
+    return [render_tool_call(c["name"], c["args"]) for c in message.tool_calls if c["args"]]
+
+
+#: OpenAI streams a spoken answer as raw 16-bit mono PCM at this rate (a whole answer is a WAV file)
+OPENAI_PCM_RATE = 24_000
+
+
+def _spoken(message: BaseMessage) -> tuple[Part, ...]:
+    """OpenAI's spoken answer (``additional_kwargs["audio"]``: base64 ``data`` and its
+    ``transcript``), which LangChain keeps outside the content blocks. Streamed, ``data`` is the
+    answer's raw PCM pieces added up, judged as that PCM in a WAV file."""
+    audio = message.additional_kwargs.get("audio")
+    if not isinstance(audio, dict):
+        return ()
+    parts: tuple[Part, ...] = ()
+    data = audio.get("data")
+    if isinstance(data, str) and data:
+        if sniff_base64_kind(data) == "audio":
+            parts = (Audio(data, origin="base64"),)
+        else:
+            try:
+                parts = (Audio(wav_bytes(base64.b64decode(data), OPENAI_PCM_RATE), origin="wire"),)
+            except (binascii.Error, ValueError):
+                raise ContentError("the answer's audio data is neither base64 audio nor base64 PCM") from None
+    return parts + ((Text(str(audio["transcript"])),) if audio.get("transcript") else ())
 
 
 def message_parts(message: BaseMessage) -> tuple[Part, ...]:
-    """A whole message as the judge reads it: its content blocks, then its reasoning and the
-    arguments of its tool calls as text."""
-    parts = parts_from_blocks(message.content_blocks)
-    extra = [str(b.get("reasoning") or "") for b in message.content_blocks if b.get("type") == "reasoning"]
+    """A whole message as the judge reads it: its content blocks (text, images, audio, video),
+    its spoken audio, then its reasoning as text and each tool call as every door renders it."""
+    parts = parts_from_blocks(message.content_blocks) + _spoken(message)
+    reasoning = "\n\n".join(str(b.get("reasoning") or "") for b in _reasoning(message))
+    if reasoning.strip():
+        parts += (Text(reasoning),)
     if isinstance(message, AIMessage):
-        extra.append(_calls_text(message))
-    text = "\n\n".join(t for t in extra if t.strip())
-    return parts + ((Text(text),) if text else ())
+        parts += tuple(p for call in _calls(message) for p in call)
+    return parts
 
 
 def has_output(message: BaseMessage) -> bool:
-    """Whether a reply says anything to judge: content, reasoning, or tool-call arguments."""
-    return has_content(message) or any(b.get("type") == "reasoning" for b in message.content_blocks) or (
-        isinstance(message, AIMessage) and bool(_calls_text(message)))
+    """Whether a reply says anything to judge: content, audio, reasoning, or tool-call arguments."""
+    return (has_content(message) or bool(_spoken(message)) or bool(_reasoning(message))
+            or (isinstance(message, AIMessage) and bool(_calls(message))))
+
+
+def _reasoning(message: BaseMessage) -> list[Any]:
+    return [b for b in message.content_blocks if b.get("type") == "reasoning"]
 
 
 def accumulate(acc: Any, chunk: Any) -> Any:
@@ -113,37 +150,37 @@ class OutputRail:
     window in the context of the user's turn, and remembers which check blocked.
 
     ``streaming=False`` (invoke) reads the output as one opaque chunk: no windows, only the
-    final check. ``unwrap`` turns a source item into the chunk to read (a chat model's
-    ``ChatGenerationChunk`` into its message). Verdict events go out in the caller's thread
-    (sync: :meth:`recorded`) or task (async: inside :meth:`judge`).
+    final check. ``read`` reads another kind of source item (the agent middleware's held
+    callbacks). Verdict events go out in the caller's thread (sync: :meth:`recorded`) or task
+    (async: inside :meth:`judge_window`).
     """
 
     judge: OmniGuard
     stream: StreamSettings
     user: tuple[Turn, ...] = ()
-    policy: Any = None
-    mode: str | None = None
-    #: the violation message when the door answers with one (it may ask for a critique)
-    template: str | None = None
+    asking: AskSettings = AskSettings()
     config: RunnableConfig | None = None
     is_async: bool = False
     streaming: bool = True
-    unwrap: Callable[[Any], Any] | None = None
+    #: reads a source item (default: :func:`read_chunk`); the item itself is kept for the final check
+    read: Read[Any] | None = None
     rail: StreamRail[Any] = field(init=False)
     chunks: list[Any] = field(init=False, default_factory=list)
+    #: what the final check judges instead of the chunks added up (the model's whole message)
+    whole: Any = None
     _checks: dict[int, Check] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.rail = StreamRail(self.stream, read=self._read)
 
-    def _read(self, item: Any) -> tuple[str | None, tuple[MediaPart, ...]]:
-        chunk = self.unwrap(item) if self.unwrap is not None else item
-        self.chunks.append(chunk)
-        return read_chunk(chunk) if self.streaming else (None, ())
+    def _read(self, item: Any) -> tuple[str | None, Sequence[MediaPart]]:
+        self.chunks.append(item)
+        if not self.streaming:
+            return None, ()
+        return self.read(item) if self.read is not None else read_chunk(item)
 
     def check(self, content: Any, build: Callable[[], Conversation]) -> Check:
-        return make_check("output", content, build, direction="output", policy=self.policy, mode=self.mode,
-                       template=self.template)
+        return self.asking.check("output", content, build)
 
     def whole_check(self, output: Any) -> Check:
         """The check of a whole output (the final check, or a reply that did not stream)."""
@@ -159,7 +196,7 @@ class OutputRail:
     async def judge_window(self, window: Window) -> Verdict:
         """The rail's judge: one output check per window, through the shared micro-batcher."""
         if window.kind == "final":
-            check = self.whole_check(_whole(self.chunks))
+            check = self.whole_check(self.whole if self.whole is not None else _whole(self.chunks))
         else:
             check = self.check(window.text, lambda: window.conversation(self.user))
         self._checks[window.seq] = check
@@ -192,13 +229,13 @@ class RailSettings:
     exit_behavior: Literal["error", "end"]
     violation_message: str | None
     policy: Any
-    mode: str | None
+    mode: Literal["verdict", "critique", "score"] | None
     #: the wrapped runnable's output type, for a refusal before any chunk was seen
     output_type: Any = None
 
     @property
-    def template(self) -> str | None:
-        return self.violation_message if self.exit_behavior != "error" else None
+    def asking(self) -> AskSettings:
+        return AskSettings(self.policy, self.mode, blocking(self.exit_behavior, self.violation_message))
 
 
 class GuardRun:
@@ -208,8 +245,8 @@ class GuardRun:
                  is_async: bool = False) -> None:
         self.s = settings
         self.value = value
-        self.out = OutputRail(settings.judge, settings.stream, policy=settings.policy, mode=settings.mode,
-                              template=settings.template, config=config, is_async=is_async, streaming=streaming)
+        self.out = OutputRail(settings.judge, settings.stream, asking=settings.asking, config=config, is_async=is_async,
+                              streaming=streaming)
         self.config = config
 
     def _input_conversation(self) -> Conversation:
@@ -227,8 +264,7 @@ class GuardRun:
             except ContentError:
                 pass
             return None
-        return make_check("input", self.value, self._input_conversation, direction="input",
-                       policy=self.s.policy, mode=self.s.mode, template=self.s.template)
+        return self.s.asking.check("input", self.value, self._input_conversation)
 
     def input_refusal(self, check: Check, verdict: Verdict) -> list[Any] | None:
         """None when the input passed; else the refusal to hand out (or raise)."""
@@ -240,7 +276,6 @@ class GuardRun:
         return [] if blocked is None else self._refuse(*blocked)
 
     def _refuse(self, check: Check, verdict: Verdict) -> list[Any]:
-        if self.s.exit_behavior == "error":
-            raise violation(check, verdict)
+        decision = self.s.asking.block.decide(verdict, check.stage, check.content)  # raises for "error"
         sample = self.out.chunks[0] if self.out.chunks else self.s.output_type
-        return [refusal_like(sample, format_violation(self.s.violation_message, verdict))]
+        return [refusal_like(sample, decision.text or "")]

@@ -16,7 +16,8 @@ reply no ``wrap_model_call`` saw (another middleware answered for the model).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,23 +26,21 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMe
 
 from omniguard_plugins import OmniGuard, Policy, Verdict
 from omniguard_plugins.content import Conversation, Turn
-from omniguard_plugins.errors import ConfigError, ContentError
+from omniguard_plugins.doors import summarize
+from omniguard_plugins.errors import ContentError
 from omniguard_plugins.streaming import StreamSettings
 
-from ._agent_stream import ModelGate, gate_scope, guarded_model, transformer_factory
+from ._agent_stream import ModelGate, transformer_factory
 from ._convert import has_content, parts_of
 from ._judging import (
+    AskSettings,
     Check,
     ExitBehavior,
-    Stage,
     ajudge_and_record,
-    format_violation,
+    blocking,
     judge_and_record,
-    make_check,
     resolve_judge,
-    violation,
 )
-
 from ._stream import OutputRail, has_output
 
 if TYPE_CHECKING:
@@ -72,14 +71,25 @@ def _last_index(messages: Sequence[BaseMessage], kind: type[BaseMessage], before
     return None
 
 
-def _mark(message: BaseMessage, stage: str, verdict: Verdict, **update: Any) -> BaseMessage:
-    info = {"stage": stage, "label": verdict.label, "categories": list(verdict.category_codes)}
-    return message.model_copy(update={**update, "response_metadata": {**message.response_metadata, MARK: info}})
+@dataclass(frozen=True)
+class _Unjudged:
+    """A model call's reply (at ``idx`` in ``response``) and its check."""
+
+    response: ModelResponse
+    idx: int
+    check: Check
+
+    def judged(self, guard: OmniGuardMiddleware, verdict: Verdict) -> ModelResponse:
+        result = list(self.response.result)
+        result[self.idx] = guard.apply(self.check, verdict, result[self.idx])
+        if verdict.safe:
+            return ModelResponse(result=result, structured_response=self.response.structured_response)
+        return ModelResponse(result=[result[self.idx]])  # the blocked reply's text never reaches the history
 
 
 def _blocked_mark(message: BaseMessage) -> bool:
     info = message.response_metadata.get(MARK)
-    return isinstance(info, dict) and info.get("label") != "safe"
+    return isinstance(info, dict) and info.get("safe") is False
 
 
 class OmniGuardMiddleware(AgentMiddleware[AgentState[Any], Any]):
@@ -115,8 +125,7 @@ class OmniGuardMiddleware(AgentMiddleware[AgentState[Any], Any]):
         max_in_flight: int = StreamSettings.max_in_flight,
     ) -> None:
         super().__init__()
-        if exit_behavior not in ("error", "end", "replace"):
-            raise ConfigError(f"exit_behavior must be 'error', 'end' or 'replace', got {exit_behavior!r}")
+        self.block = blocking(exit_behavior, violation_message)  # ConfigError for an unknown exit_behavior
         self.judge = judge
         self.check_input = check_input
         self.check_output = check_output
@@ -125,6 +134,7 @@ class OmniGuardMiddleware(AgentMiddleware[AgentState[Any], Any]):
         self.violation_message = violation_message
         self.policy = policy
         self.mode = mode
+        self.asking = AskSettings(policy, mode, self.block)
         self.stream_settings = StreamSettings(window_chars, step_chars, max_unjudged_chars, max_in_flight)
         self._judge: OmniGuard | None = None
         if check_tool_results:
@@ -136,22 +146,41 @@ class OmniGuardMiddleware(AgentMiddleware[AgentState[Any], Any]):
             self._judge = resolve_judge(self.judge)
         return self._judge
 
+    # ----------------------------------------------------------------- the one decision
+
+    def apply(self, check: Check, verdict: Verdict, target: BaseMessage) -> BaseMessage:
+        """What a judged message becomes: itself, marked with the verdict's summary (safe); the
+        refusal in its place (a blocked reply keeps neither its text nor its tool calls, and
+        keeps its id, so it overwrites what was streamed); or GuardViolation (``"error"``).
+        Whether the run then ends is the caller's: ``"end"`` ends it."""
+        decision = self.block.decide(verdict, check.stage, check.content)
+        mark = {MARK: summarize(verdict, check.stage).to_json()}
+        if decision.allowed:
+            return target.model_copy(update={"response_metadata": {**target.response_metadata, **mark}})
+        if isinstance(target, AIMessage):
+            return AIMessage(content=decision.text or "", id=target.id, response_metadata=mark)
+        metadata = {**target.response_metadata, **mark}
+        return target.model_copy(update={"content": decision.text or "", "response_metadata": metadata})
+
     @property
-    def _template(self) -> str | None:
-        return self.violation_message if self.exit_behavior != "error" else None
+    def _ends(self) -> bool:
+        return self.block.action == "refuse"
 
-    # ----------------------------------------------------------------- plans
+    # ----------------------------------------------------------------- checks
 
-    def _plan(self, stage: Stage, content: Any, indices: tuple[int, ...], conversation: Any) -> _Planned:
-        direction = "output" if stage == "output" else "input"
-        check = make_check(stage, content, conversation, direction=direction,
-                        policy=self.policy, mode=self.mode, template=self._template)
-        return _Planned(check, indices)
+    def judge_checks(self, checks: Sequence[Check]) -> list[Verdict]:
+        """Judge checks in one batch and tell callbacks (the only sync/async difference)."""
+        return judge_and_record(self.omniguard, checks, [None] * len(checks))
 
-    def _plan_tool(self, message: ToolMessage, index: int = -1) -> _Planned | None:
+    async def ajudge_checks(self, checks: Sequence[Check]) -> list[Verdict]:
+        return await ajudge_and_record(self.omniguard, checks, [None] * len(checks))
+
+    def tool_check(self, message: ToolMessage) -> Check | None:
+        """The check of a tool result, or None (tool results are not judged, it has no
+        content, or it was judged already)."""
         if not self.check_tool_results or not has_content(message) or MARK in message.response_metadata:
             return None
-        return self._plan("tool", message, (index,), lambda: Conversation((Turn("user", parts_of(message)),)))
+        return self.asking.check("tool", message, lambda: Conversation((Turn("user", parts_of(message)),)))
 
     def _plan_before(self, messages: Sequence[BaseMessage]) -> list[_Planned]:
         last_ai = _last_index(messages, AIMessage)
@@ -159,15 +188,15 @@ class OmniGuardMiddleware(AgentMiddleware[AgentState[Any], Any]):
         plans: list[_Planned] = []
         for i in range(since, len(messages)):
             msg = messages[i]
-            if isinstance(msg, ToolMessage) and (plan := self._plan_tool(msg, i)) is not None:
-                plans.append(plan)  # a result no wrap_tool_call judged (e.g. in the input state)
+            if isinstance(msg, ToolMessage) and (check := self.tool_check(msg)) is not None:
+                plans.append(_Planned(check, (i,)))  # a result no wrap_tool_call judged (e.g. in the input state)
         if self.check_input:
             users = tuple(i for i in range(since, len(messages)) if isinstance(messages[i], HumanMessage))
             if users:
                 def build() -> Conversation:
                     return Conversation((Turn("user", tuple(p for i in users for p in parts_of(messages[i]))),))
 
-                plans.append(self._plan("input", messages[users[-1]], users, build))
+                plans.append(_Planned(self.asking.check("input", messages[users[-1]], build), users))
         return plans
 
     def _user_turn(self, messages: Sequence[BaseMessage], before: int | None = None) -> tuple[Turn, ...]:
@@ -187,26 +216,21 @@ class OmniGuardMiddleware(AgentMiddleware[AgentState[Any], Any]):
         out = self._output_rail(self._user_turn(messages, before=idx))
         return [_Planned(out.whole_check(reply), (idx,))] if has_output(reply) else []
 
-    # ----------------------------------------------------------------- the decisions
-
     def _decide(
         self, messages: Sequence[BaseMessage], plans: list[_Planned], verdicts: list[Verdict]
     ) -> dict[str, Any] | None:
+        """A hook's state update: blocked messages replaced; under "end" the run ends with the
+        refusal (an unsafe reply is overwritten, same id; an unsafe tool result replaced)."""
         replaced: list[BaseMessage] = []
         for plan, verdict in zip(plans, verdicts):
             if verdict.safe:
                 continue
-            if self.exit_behavior == "error":
-                raise violation(plan.check, verdict)
-            text = format_violation(self.violation_message, verdict)
-            blocked = [_mark(messages[i], plan.check.stage, verdict, content=text) for i in plan.indices]
-            if self.exit_behavior == "end":
-                # an unsafe reply is overwritten (same id), an unsafe tool result replaced: neither stays
+            blocked = [self.apply(plan.check, verdict, messages[i]) for i in plan.indices]
+            if self._ends:
                 if plan.check.stage == "output":
-                    return {"jump_to": "end", "messages": [_mark(AIMessage(content=text, id=blocked[0].id), "output",
-                                                                 verdict)]}
-                return {"jump_to": "end", "messages": [*replaced, *(b for b in blocked if plan.check.stage == "tool"),
-                                                       AIMessage(content=text)]}
+                    return {"jump_to": "end", "messages": blocked[:1]}
+                tools = blocked if plan.check.stage == "tool" else []
+                return {"jump_to": "end", "messages": [*replaced, *tools, AIMessage(content=blocked[0].content)]}
             replaced.extend(blocked)
         ended = self._ended_by_tool(messages)
         if ended is not None:
@@ -215,7 +239,7 @@ class OmniGuardMiddleware(AgentMiddleware[AgentState[Any], Any]):
 
     def _ended_by_tool(self, messages: Sequence[BaseMessage]) -> AIMessage | None:
         """Under "end", a tool result wrap_tool_call blocked (and replaced) ends the run here."""
-        if self.exit_behavior != "end":
+        if not self._ends:
             return None
         last_ai = _last_index(messages, AIMessage)
         for msg in messages[(last_ai or -1) + 1 :]:
@@ -223,99 +247,88 @@ class OmniGuardMiddleware(AgentMiddleware[AgentState[Any], Any]):
                 return AIMessage(content=msg.content)
         return None
 
-    def _tool_result(self, message: ToolMessage, plan: _Planned, verdict: Verdict) -> ToolMessage:
-        """A judged tool result: marked, and replaced when unsafe (or raise under "error")."""
-        if verdict.safe:
-            return _mark(message, "tool", verdict)  # type: ignore[return-value]
-        if self.exit_behavior == "error":
-            raise violation(plan.check, verdict)
-        return _mark(message, "tool", verdict, content=format_violation(self.violation_message, verdict))  # type: ignore[return-value]
-
-    def _judge_sync(self, plans: list[_Planned]) -> list[Verdict]:
-        return judge_and_record(self.omniguard, [p.check for p in plans], [None] * len(plans))
-
-    async def _judge_async(self, plans: list[_Planned]) -> list[Verdict]:
-        return await ajudge_and_record(self.omniguard, [p.check for p in plans], [None] * len(plans))
-
     # ----------------------------------------------------------------- the model's reply, while it streams
 
     def _output_rail(self, user: tuple[Turn, ...], *, is_async: bool = False) -> OutputRail:
-        return OutputRail(self.omniguard, self.stream_settings, user, policy=self.policy, mode=self.mode,
-                          template=self._template, is_async=is_async, unwrap=lambda g: g.message)
+        return OutputRail(self.omniguard, self.stream_settings, user, asking=self.asking, is_async=is_async)
 
     def _gate(self, request: ModelRequest, *, is_async: bool) -> ModelGate:
         user = self._user_turn(request.messages)
-        return ModelGate(lambda: self._output_rail(user, is_async=is_async), self.exit_behavior,
-                         self.violation_message, user)
+        return ModelGate(lambda: self._output_rail(user, is_async=is_async), self.apply, is_async=is_async)
 
-    def _reply_plan(self, gate: ModelGate, response: ModelResponse) -> tuple[int, _Planned | None, Verdict | None]:
-        """The reply's index in the response, and its check (did not stream) or its verdict."""
+    @staticmethod
+    @contextlib.contextmanager
+    def _running(gate: ModelGate) -> Iterator[None]:
+        """The model call, gated; the gate's own stop (or what a retry or fallback made of it)
+        is the gate's to answer."""
+        try:
+            with gate.installed():
+                yield
+        except Exception:
+            if gate.stopped is None:
+                raise
+
+    def _answer(self, gate: ModelGate, response: ModelResponse | None) -> ModelResponse | _Unjudged:
+        """The model call's answer, or the reply still to be judged whole (no model run the gate
+        saw produced it: another middleware answered)."""
+        if gate.stopped is not None:
+            if gate.stopped.error is not None:
+                raise gate.stopped.error
+            return ModelResponse(result=[gate.stopped.answer] if gate.stopped.answer is not None else [])
+        assert response is not None
         idx = _last_index(response.result, AIMessage)
         if idx is None:
-            return -1, None, None
-        if gate.out is not None and gate.out.streaming and gate.out.chunks:
-            blocked = gate.out.blocked()
-            return idx, (_Planned(blocked[0], (idx,)) if blocked else None), (blocked[1] if blocked else _SAFE)
-        reply = response.result[idx]
-        if not has_output(reply):
-            return idx, None, None
-        return idx, _Planned(self._output_rail(gate.user).whole_check(reply), (idx,)), None
-
-    def _reply(self, response: ModelResponse, idx: int, plan: _Planned | None, verdict: Verdict | None) -> ModelResponse:
-        if idx < 0 or verdict is None:
             return response
-        result = list(response.result)
-        reply = result[idx]
-        if verdict.safe:
-            result[idx] = _mark(reply, "output", verdict)
-            return ModelResponse(result=result, structured_response=response.structured_response)
-        if self.exit_behavior == "error":
-            raise violation(plan.check, verdict)  # type: ignore[union-attr]
-        # the reply is overwritten (same id, no tool calls): its text never reaches the history
-        text = format_violation(self.violation_message, verdict)
-        return ModelResponse(result=[_mark(AIMessage(content=text, id=reply.id), "output", verdict)])
+        reply = response.result[idx]
+        run = gate.last
+        verdict = run.verdict if run is not None else None
+        if verdict is None and not has_output(reply):
+            return response
+        out = run.out if run is not None else self._output_rail(self._user_turn(response.result))
+        unjudged = _Unjudged(response, idx, out.whole_check(reply))
+        return unjudged if verdict is None else unjudged.judged(self, verdict)
 
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
         if not self.check_output:
             return handler(request)
-        gate = self._gate(request, is_async=False)
-        with gate_scope(gate):
-            response = handler(request.override(model=guarded_model(request.model)))
-        idx, plan, verdict = self._reply_plan(gate, response)
-        if verdict is None and plan is not None:
-            verdict = self._judge_sync([plan])[0]
-        return self._reply(response, idx, plan, verdict)
+        gate, response = self._gate(request, is_async=False), None
+        with self._running(gate):
+            response = handler(request)
+        answer = self._answer(gate, response)
+        if isinstance(answer, ModelResponse):
+            return answer
+        return answer.judged(self, self.judge_checks([answer.check])[0])
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse:
         if not self.check_output:
             return await handler(request)
-        gate = self._gate(request, is_async=True)
-        with gate_scope(gate):
-            response = await handler(request.override(model=guarded_model(request.model)))
-        idx, plan, verdict = self._reply_plan(gate, response)
-        if verdict is None and plan is not None:
-            verdict = (await self._judge_async([plan]))[0]
-        return self._reply(response, idx, plan, verdict)
+        gate, response = self._gate(request, is_async=True), None
+        with self._running(gate):
+            response = await handler(request)
+        answer = self._answer(gate, response)
+        if isinstance(answer, ModelResponse):
+            return answer
+        return answer.judged(self, (await self.ajudge_checks([answer.check]))[0])
 
-    # ----------------------------------------------------------------- tool results, before the tools node hands them on
+    # ----------------------------------------------------------------- tool results, before the tools node hands on
 
     def wrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], ToolMessage | Command[Any]]
     ) -> ToolMessage | Command[Any]:
         result = handler(request)
-        plan = self._plan_tool(result) if isinstance(result, ToolMessage) else None
-        return result if plan is None else self._tool_result(result, plan, self._judge_sync([plan])[0])  # type: ignore[arg-type]
+        if not isinstance(result, ToolMessage) or (check := self.tool_check(result)) is None:
+            return result
+        return self.apply(check, self.judge_checks([check])[0], result)  # type: ignore[return-value]
 
     async def awrap_tool_call(
         self, request: ToolCallRequest, handler: Callable[[ToolCallRequest], Awaitable[ToolMessage | Command[Any]]]
     ) -> ToolMessage | Command[Any]:
         result = await handler(request)
-        plan = self._plan_tool(result) if isinstance(result, ToolMessage) else None
-        if plan is None:
+        if not isinstance(result, ToolMessage) or (check := self.tool_check(result)) is None:
             return result
-        return self._tool_result(result, plan, (await self._judge_async([plan]))[0])  # type: ignore[arg-type]
+        return self.apply(check, (await self.ajudge_checks([check]))[0], result)  # type: ignore[return-value]
 
     # ----------------------------------------------------------------- hooks
 
@@ -323,25 +336,22 @@ class OmniGuardMiddleware(AgentMiddleware[AgentState[Any], Any]):
     def before_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:  # type: ignore[override]
         messages = list(state.get("messages", []))
         plans = self._plan_before(messages)
-        return self._decide(messages, plans, self._judge_sync(plans) if plans else [])
+        return self._decide(messages, plans, self.judge_checks([p.check for p in plans]))
 
     @hook_config(can_jump_to=["end"])
     async def abefore_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:  # type: ignore[override]
         messages = list(state.get("messages", []))
         plans = self._plan_before(messages)
-        return self._decide(messages, plans, await self._judge_async(plans) if plans else [])
+        return self._decide(messages, plans, await self.ajudge_checks([p.check for p in plans]))
 
     @hook_config(can_jump_to=["end"])
     def after_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:  # type: ignore[override]
         messages = list(state.get("messages", []))
         plans = self._plan_after(messages)
-        return self._decide(messages, plans, self._judge_sync(plans)) if plans else None
+        return self._decide(messages, plans, self.judge_checks([p.check for p in plans])) if plans else None
 
     @hook_config(can_jump_to=["end"])
     async def aafter_model(self, state: AgentState[Any], runtime: Runtime[Any]) -> dict[str, Any] | None:  # type: ignore[override]
         messages = list(state.get("messages", []))
         plans = self._plan_after(messages)
-        return self._decide(messages, plans, await self._judge_async(plans)) if plans else None
-
-
-_SAFE = Verdict(safe=True)
+        return self._decide(messages, plans, await self.ajudge_checks([p.check for p in plans])) if plans else None

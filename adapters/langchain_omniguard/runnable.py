@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -11,18 +12,11 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, PrivateAttr
 
 from omniguard_plugins import OmniGuard, Policy, Verdict
+from omniguard_plugins.content import Role
+from omniguard_plugins.errors import GuardViolation
 
 from ._convert import to_conversation
-from ._judging import (
-    Check,
-    ExitBehavior,
-    ajudge_and_record,
-    format_violation,
-    judge_and_record,
-    make_check,
-    resolve_judge,
-    violation,
-)
+from ._judging import AskSettings, Check, ExitBehavior, ajudge_and_record, blocking, judge_and_record, resolve_judge
 from ._shapes import replace_content
 
 __all__ = ["OmniGuardRunnable"]
@@ -64,24 +58,28 @@ class OmniGuardRunnable(RunnableSerializable[Any, Any]):
 
     # ----------------------------------------------------------------- one code path
 
+    @property
+    def _asking(self) -> AskSettings:
+        return AskSettings(self.policy, self.mode, blocking(self.exit_behavior, self.violation_message))
+
     def _checks(self, inputs: list[Any]) -> list[Check]:
-        role = "user" if self.direction == "input" else "assistant"
-        return [
-            make_check(self.direction, value, lambda v=value: to_conversation(v, role=role),
-                    direction=self.direction, policy=self.policy, mode=self.mode,
-                    template=self.violation_message if self.exit_behavior != "error" else None)
-            for value in inputs
-        ]
+        role: Role = "user" if self.direction == "input" else "assistant"
+        asking = self._asking
+        return [asking.check(self.direction, value, functools.partial(to_conversation, value, role=role))
+                for value in inputs]
 
     def _decide(self, check: Check, verdict: Verdict) -> Any:
-        if verdict.safe:
+        """The one decision: the value, a refusal, the value with its content replaced, or the
+        GuardViolation (returned: LangChain's batch raises the first returned exception)."""
+        try:
+            decision = self._asking.block.decide(verdict, check.stage, check.content)
+        except GuardViolation as exc:
+            return exc
+        if decision.allowed:
             return check.content
-        if self.exit_behavior == "error":
-            return violation(check, verdict)
-        message = format_violation(self.violation_message, verdict)
-        if self.exit_behavior == "end":
-            return AIMessage(content=message)
-        return replace_content(check.content, message, "user" if self.direction == "input" else "assistant")
+        if decision.action == "refuse":
+            return AIMessage(content=decision.text)
+        return replace_content(check.content, decision.text or "", "user" if self.direction == "input" else "assistant")
 
     def _batch(
         self, inputs: list[Any], run_manager: list[CallbackManagerForChainRun], config: list[RunnableConfig]

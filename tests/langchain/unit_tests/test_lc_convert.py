@@ -7,8 +7,8 @@ import base64
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.prompts import ChatPromptTemplate
-
 from langchain_omniguard import GuardViolation, OmniGuardRunnable, to_conversation
+
 from omniguard_plugins import Audio, Image, Text, Video
 from omniguard_plugins.errors import ContentError
 from omniguard_plugins.media import MediaLimits, read_source
@@ -42,19 +42,29 @@ FORMS = [
     ("video-data-url", "video", lambda d: {"type": "video", "url": "data:video/mp4;base64," + b64(d)}),
     ("file-image", "image", lambda d: {"type": "file", "base64": b64(d), "mime_type": "image/png"}),
     ("file-audio", "audio", lambda d: {"type": "file", "base64": b64(d), "mime_type": "audio/wav"}),
-    ("file-video-url", "video", lambda d: {"type": "file", "url": "data:video/mp4;base64," + b64(d), "mime_type": "video/mp4"}),
+    ("file-video-url", "video",
+     lambda d: {"type": "file", "url": "data:video/mp4;base64," + b64(d), "mime_type": "video/mp4"}),
     ("file-sniffed", "image", lambda d: {"type": "file", "base64": b64(d)}),
-    ("openai-image_url", "image", lambda d: {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(d)}}),
+    ("openai-image_url", "image",
+     lambda d: {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(d)}}),
     ("openai-image_url-str", "image", lambda d: {"type": "image_url", "image_url": "data:image/png;base64," + b64(d)}),
-    ("openai-input_audio", "audio", lambda d: {"type": "input_audio", "input_audio": {"data": b64(d), "format": "wav"}}),
-    ("vllm-video_url", "video", lambda d: {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + b64(d)}}),
-    ("vllm-audio_url", "audio", lambda d: {"type": "audio_url", "audio_url": {"url": "data:audio/wav;base64," + b64(d)}}),
+    ("openai-input_audio", "audio",
+     lambda d: {"type": "input_audio", "input_audio": {"data": b64(d), "format": "wav"}}),
+    ("vllm-video_url", "video",
+     lambda d: {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + b64(d)}}),
+    ("vllm-audio_url", "audio",
+     lambda d: {"type": "audio_url", "audio_url": {"url": "data:audio/wav;base64," + b64(d)}}),
     ("explicit-non_standard-video", "video",
-     lambda d: {"type": "non_standard", "value": {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + b64(d)}}}),
-    ("v0-image", "image", lambda d: {"type": "image", "source_type": "base64", "data": b64(d), "mime_type": "image/png"}),
-    ("v0-audio", "audio", lambda d: {"type": "audio", "source_type": "base64", "data": b64(d), "mime_type": "audio/wav"}),
-    ("v0-file-video", "video", lambda d: {"type": "file", "source_type": "base64", "data": b64(d), "mime_type": "video/mp4"}),
-    ("v0-image-url", "image", lambda d: {"type": "image", "source_type": "url", "url": "data:image/png;base64," + b64(d)}),
+     lambda d: {"type": "non_standard",
+                "value": {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + b64(d)}}}),
+    ("v0-image", "image",
+     lambda d: {"type": "image", "source_type": "base64", "data": b64(d), "mime_type": "image/png"}),
+    ("v0-audio", "audio",
+     lambda d: {"type": "audio", "source_type": "base64", "data": b64(d), "mime_type": "audio/wav"}),
+    ("v0-file-video", "video",
+     lambda d: {"type": "file", "source_type": "base64", "data": b64(d), "mime_type": "video/mp4"}),
+    ("v0-image-url", "image",
+     lambda d: {"type": "image", "source_type": "url", "url": "data:image/png;base64," + b64(d)}),
 ]
 
 
@@ -79,7 +89,8 @@ def test_each_block_form_reaches_the_judge_decoded(judge, media, kind, make):
 def test_an_unsafe_image_in_any_form_blocks(judge, red_png, blue_png):
     step = OmniGuardRunnable(judge=judge)
     safe = HumanMessage(content=[{"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64(blue_png)}}])
-    unsafe = HumanMessage(content=[{"type": "image", "source_type": "base64", "data": b64(red_png), "mime_type": "image/png"}])
+    unsafe = HumanMessage(content=[{"type": "image", "source_type": "base64", "data": b64(red_png),
+                                    "mime_type": "image/png"}])
     assert step.invoke(safe) is safe
     with pytest.raises(GuardViolation) as caught:
         step.invoke(unsafe)
@@ -149,7 +160,8 @@ def test_chain_input_dict_text_and_media_values(red_png, wav):
 def test_chain_input_dict_with_history_and_messages():
     history = [HumanMessage("hi"), AIMessage("hello!")]
     conversation = to_conversation({"history": history, "question": "and now?"})
-    assert [(t.role, t.text) for t in conversation.turns] == [("user", "hi"), ("assistant", "hello!"), ("user", "and now?")]
+    assert [(t.role, t.text) for t in conversation.turns] == [
+        ("user", "hi"), ("assistant", "hello!"), ("user", "and now?")]
     state = {"messages": [("system", "be nice"), ("human", "hey"), ("ai", "yo")]}
     assert [(t.role, t.text) for t in to_conversation(state).turns] == [("user", "hey"), ("assistant", "yo")]
 

@@ -11,9 +11,9 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
-
 from langchain_omniguard import GuardViolation, guard
 from lc_stream_models import Lockstep, ScriptedChatModel, cut
+
 from omniguard_plugins.errors import ConfigError
 
 SAFE_HEAD = "Here is a long and friendly answer about gardening. " * 6  # ~310 characters

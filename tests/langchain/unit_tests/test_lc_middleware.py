@@ -8,8 +8,8 @@ import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
-
 from langchain_omniguard import GuardViolation, OmniGuardMiddleware
+
 from omniguard_plugins.errors import ConfigError
 
 VIOLATION = "Blocked ({categories}). {critique}"
@@ -35,7 +35,8 @@ def test_safe_turn_passes_untouched(judge, fake_model, blue_png):
     result = agent.invoke({"messages": [HumanMessage("What do you see?")]})
     assert result["messages"][-1].content == "A blue square."
     assert len(model.seen) == 2
-    assert len(judge.backend.requests) == 3  # input, tool result (the image), final output; the tool-call turn has no content
+    # input, tool result (the image), final output; the tool-call turn has no content
+    assert len(judge.backend.requests) == 3
 
 
 def test_blocked_input_ends_with_the_violation_message_and_no_model_call(judge, fake_model):
@@ -73,7 +74,8 @@ def test_tool_results_are_not_judged_unless_asked(judge, fake_model, red_png):
 def test_replace_swaps_an_unsafe_tool_result_and_the_agent_goes_on(judge, fake_model, red_png):
     model = fake_model(*calls_photo_then("I could not look at that photo."))
     agent = create_agent(model, [photo_tool(red_png)], middleware=[
-        OmniGuardMiddleware(judge=judge, check_tool_results=True, exit_behavior="replace", violation_message="[image removed]")])
+        OmniGuardMiddleware(judge=judge, check_tool_results=True, exit_behavior="replace",
+                            violation_message="[image removed]")])
     result = agent.invoke({"messages": [HumanMessage("What do you see?")]})
     tool_message = next(m for m in model.seen[1] if isinstance(m, ToolMessage))
     assert tool_message.content == "[image removed]"
@@ -118,7 +120,8 @@ async def test_async_agent_blocks_input_and_tool_results(judge, fake_model, red_
     assert model.seen == [] and "Indiscriminate Weapons" in result["messages"][-1].content
 
     model = fake_model(*calls_photo_then("awful"))
-    agent = create_agent(model, [photo_tool(red_png)], middleware=[OmniGuardMiddleware(judge=judge, check_tool_results=True)])
+    agent = create_agent(model, [photo_tool(red_png)],
+                         middleware=[OmniGuardMiddleware(judge=judge, check_tool_results=True)])
     result = await agent.ainvoke({"messages": [HumanMessage("What do you see?")]})
     assert len(model.seen) == 1 and "Violent Crimes" in result["messages"][-1].content
 

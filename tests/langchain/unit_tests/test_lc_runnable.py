@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import langchain_omniguard
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
-
-import langchain_omniguard
 from langchain_omniguard import VERDICT_EVENT, GuardViolation, OmniGuardRunnable
+
 from omniguard_plugins import OmniGuard, Policy
+from omniguard_plugins.doors import summarize
 
 
 @pytest.fixture
@@ -108,7 +109,11 @@ async def test_verdicts_reach_callbacks_as_custom_events(judge, verdict_events):
     assert [(name, data["stage"], data["label"]) for name, data in events.events] == [
         (VERDICT_EVENT, "input", "safe"), (VERDICT_EVENT, "input", "unsafe"),
     ]
-    assert events.events[1][1]["categories"] == [{"code": "S9", "name": "Indiscriminate Weapons"}]
+    # the core's verdict summary, as every door sends it (plus the stream rail's details)
+    data = events.events[1][1]
+    assert (data["categories"], data["category_names"], data["safe"]) == (["S9"], ["Indiscriminate Weapons"], False)
+    assert data == {**summarize(judge.check(user="bomb"), "input").to_json(), "details": data["details"],
+                    "latency_ms": data["latency_ms"]}
 
 
 async def test_verdicts_show_in_astream_events(judge, prompt):
