@@ -8,14 +8,16 @@ it back when its answer is done or its client leaves. A burst therefore sees its
 requests.
 
 The budget is in seconds. A request weighs ``units`` (1, plus its body size at the server edge,
-see :func:`units_for_body`); a unit costs the measured time of a recent batch divided by
-``max_batch`` (the batch time is an average over recent batches, fed by the batcher). A new
-reservation is refused with :class:`~omniguard_plugins.errors.OverloadedError` when the work
-already reserved plus its own would take longer than the queue-delay bound plus the batch running
-now. Nothing is ever refused while nothing is reserved, so one request of any size gets in.
+see :func:`units_for_body`); ``max_batch`` units make a batch, which costs the measured time of a
+recent batch (an average over recent batches, fed by the batcher). A new reservation is refused
+with :class:`~omniguard_plugins.errors.OverloadedError` when the batches already reserved plus
+its own would take longer than the queue-delay bound plus one batch (the one running now), so
+no admitted caller waits longer than the bound plus its own batch. Nothing is refused while
+fewer than ``max_batch`` reservations are held (they would share one batch), so one request of
+any size gets in.
 
 The queue-delay bound (``JudgeConfig.max_queue_delay_s``) is on by default: ``None`` means
-derived, twice the recent batch time, at least 0.1 s, at most a quarter of ``timeout_s``; ``0``
+derived, twice the recent batch time, at least 0.5 s, at most a quarter of ``timeout_s``; ``0``
 turns refusals off (reservations are still counted, for ``/healthz`` and ``/metrics``), for an
 app that prefers its checks to wait (then only the batcher's ``max_queued`` refuses work).
 
@@ -44,9 +46,11 @@ __all__ = ["Admission", "AdmissionState", "Reservation", "held", "units_for_body
 DEFAULT_BATCH_S = 0.5
 #: the derived queue-delay bound: this many recent batch times, within these limits
 AUTO_BATCHES = 2.0
-MIN_AUTO_DELAY_S = 0.1
-#: request body bytes that weigh one more unit at the server edge, and the most units a request weighs
-#: (a long request runs in a batch of its own; more weight would only refuse it in an idle server)
+MIN_AUTO_DELAY_S = 0.5
+#: at the server edge a body up to FREE_BYTES (a text check) weighs one unit, each BYTES_PER_UNIT more
+#: one more, up to MAX_UNITS (a long request runs in a batch of its own; more weight would only refuse
+#: it in an idle server)
+FREE_BYTES = 4 * 1024
 BYTES_PER_UNIT = 32 * 1024
 MAX_UNITS = 8.0
 
@@ -61,7 +65,7 @@ def held() -> Reservation | None:
 
 def units_for_body(nbytes: int) -> float:
     """A request's weight from its body size, all the server edge knows before reading it."""
-    return 1.0 + min(MAX_UNITS - 1.0, max(0, nbytes) / BYTES_PER_UNIT)
+    return 1.0 + min(MAX_UNITS - 1.0, max(0, nbytes - FREE_BYTES) / BYTES_PER_UNIT)
 
 
 @dataclass(frozen=True)
@@ -109,8 +113,8 @@ class Reservation:
 
     @contextmanager
     def current(self) -> Iterator[Reservation]:
-        """Make this the reservation of the code run inside (tasks and threads started there
-        inherit it), so the judge's checks there count under it."""
+        """Make this the reservation of the code run inside (asyncio tasks and ``to_thread``
+        calls started there inherit it), so the judge's checks there count under it."""
         token = _held.set(self)
         try:
             yield self
@@ -185,9 +189,10 @@ class Admission:
         batch = self.batch_s
         unit = batch / self.max_batch
         with self._lock:
-            if bound and self._count and (self._units + units) * unit > bound + batch:
+            need_s = math.ceil((self._units + units) / self.max_batch - 1e-9) * batch  # whole batches
+            if bound and self._count >= self.max_batch and need_s > bound + batch:
                 self.refused += 1
-                over_s = (self._units + units) * unit - (bound + batch)
+                over_s = need_s - (bound + batch)
                 reserved_s = self._units * unit
             else:
                 self._units += units

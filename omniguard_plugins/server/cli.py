@@ -10,13 +10,18 @@ import click
 
 from ..errors import OmniGuardError
 
-__all__ = ["read_tokens", "serve"]
+__all__ = ["DEFAULT_MAX_CONNECTIONS", "read_tokens", "serve"]
+
+#: uvicorn's ``limit_concurrency``: far above any burst admission lets in (which refuses with 429
+#: and Retry-After), low enough that a connection flood is refused before it costs memory
+DEFAULT_MAX_CONNECTIONS = 2048
 
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="OMNIGUARD_HOST", help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=int, envvar="OMNIGUARD_PORT", help="Port to bind.")
-@click.option("--model", default=None, help="Checkpoint (HF id or local path); default OMNIGUARD_MODEL or OmniGuard-3B.")
+@click.option("--model", default=None,
+              help="Checkpoint (HF id or local path); default OMNIGUARD_MODEL or OmniGuard-3B.")
 @click.option("--backend", default=None, type=click.Choice(["auto", "transformers", "openai"]),
               help="Where the model runs: in this process, or behind --base-url (e.g. vLLM replicas).")
 @click.option("--base-url", default=None, help="OpenAI-compatible endpoints, comma-separated (openai backend).")
@@ -36,14 +41,20 @@ __all__ = ["read_tokens", "serve"]
               help="Requests one token (or address) may have in flight; more get 429. 0: no limit.")
 @click.option("--max-queued", default=None, type=click.IntRange(min=0),
               help="Model requests waiting for the judge before new ones get 429 (default 256; 0: unbounded).")
-@click.option("--max-queue-delay-ms", default=0.0, show_default=True, type=click.FloatRange(min=0),
-              help="Refuse (429) a request that would wait longer than this for the model, so admitted "
-                   "ones keep their latency under overload. 0: only the queue bound applies.")
+@click.option("--max-queue-delay-ms", default=None, type=click.FloatRange(min=0),
+              help="Refuse (429, at once, as the request arrives) one that would wait longer than this for the "
+                   "model, so admitted ones keep their latency under overload. Default: twice the recent batch "
+                   "time (at least 500 ms, at most a quarter of the judge's timeout); 0: off, only --max-queued "
+                   "refuses (also OMNIGUARD_MAX_QUEUE_DELAY_S, in seconds).")
+@click.option("--max-connections", default=DEFAULT_MAX_CONNECTIONS, show_default=True, type=click.IntRange(min=0),
+              help="Open connections (and requests) the server takes at once; past it uvicorn answers 503 "
+                   "before reading anything (a connection flood). 0: no cap.")
 @click.option("--max-text-chars", default=None, type=click.IntRange(min=0),
               help="Characters of text per request; more get 413 (default 65536; 0: no cap).")
 @click.option("--body-timeout", default=30.0, show_default=True, type=click.FloatRange(min=0.1),
               help="Seconds a client has to send its request body (slow clients get 408).")
-@click.option("--max-body-bytes", default=None, type=int, help="Refuse larger request bodies with 413 (default 96 MiB).")
+@click.option("--max-body-bytes", default=None, type=int,
+              help="Refuse larger request bodies with 413 (default 96 MiB).")
 @click.option("--request-timeout", default=None, type=float,
               help="Seconds before a request answers 504 (default: the judge's timeout_s).")
 @click.option("--served-model-name", default=None, help="Model name reported by /v1/models and in completions.")
@@ -64,7 +75,8 @@ def serve(
     host: str, port: int, model: str | None, backend: str | None, base_url: str | None, device: str | None,
     dtype: str | None, max_batch: int | None, max_wait_ms: float | None, config_file: str | None,
     token: str | None, token_file: str | None, max_concurrency_per_client: int, max_queued: int | None,
-    max_queue_delay_ms: float, max_text_chars: int | None, body_timeout: float, max_body_bytes: int | None, request_timeout: float | None,
+    max_queue_delay_ms: float | None, max_connections: int, max_text_chars: int | None, body_timeout: float,
+    max_body_bytes: int | None, request_timeout: float | None,
     served_model_name: str | None, judge_model_name: str, backend_factory: str | None, log_level: str,
     access_log: bool, upstream: str | None = None, upstream_key: str | None = None,
 ) -> None:
@@ -77,7 +89,8 @@ def serve(
         from ..judge import OmniGuard
         from .app import DEFAULT_MAX_BODY_BYTES, create_app
     except ImportError as exc:
-        raise click.ClickException(f"{exc.name} is missing; install the server with: pip install 'omniguard-plugins[serve]'")
+        raise click.ClickException(f"{exc.name} is missing; install the server with: "
+                                   "pip install 'omniguard-plugins[serve]'") from None
 
     if token and click.get_current_context().get_parameter_source("token") == click.core.ParameterSource.COMMANDLINE:
         click.echo("omniguard: warning: --token on the command line is visible to other users (ps); "
@@ -86,7 +99,8 @@ def serve(
     try:
         config = JudgeConfig.load(config_file, model=model, backend=backend, base_url=base_url, device=device,
                                   dtype=dtype, max_batch=max_batch, max_wait_ms=max_wait_ms, max_queued=max_queued,
-                                  max_text_chars=max_text_chars)
+                                  max_text_chars=max_text_chars,
+                                  max_queue_delay_s=None if max_queue_delay_ms is None else max_queue_delay_ms / 1000.0)
         custom = _load_factory(backend_factory)(config) if backend_factory else None
         judge = OmniGuard(config, backend=custom).load()
     except OmniGuardError as exc:
@@ -98,11 +112,12 @@ def serve(
     app = create_app(judge, tokens=tokens, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
                      request_timeout_s=request_timeout, model_name=served_model_name, judge_model_name=judge_model_name,
                      max_concurrency_per_client=max_concurrency_per_client, body_timeout_s=body_timeout,
-                     max_queue_delay_s=max_queue_delay_ms / 1000.0, upstream=upstream, upstream_key=upstream_key)
+                     upstream=upstream, upstream_key=upstream_key)
     click.echo(f"omniguard: serving {served_model_name or judge.backend.model_id} on http://{host}:{port}"
                f"{f' ({len(tokens)} token(s) accepted)' if tokens else ''}", err=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log,
+                    limit_concurrency=max_connections or None)
     finally:
         judge.close()
 

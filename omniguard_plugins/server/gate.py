@@ -2,11 +2,14 @@
 
 Everything here runs before a route reads anything, so a refused request never reaches a JSON
 parser or the model, and costs microseconds: the bearer token (compared in constant time), the
-admission check (a full judge queue answers 429 before the body is even read), a per-client
-limit on requests in flight, the content type, the body cap and a deadline on reading it (a
-slow-loris client gets 408 instead of holding a connection forever), and the nesting depth of
-the JSON. While the route runs, the gate watches the connection: a client that goes away has
-its request cancelled, so its work is dropped instead of finishing for nobody.
+content type, a per-client limit on requests in flight, admission (a reservation on the judge
+taken the moment the request arrives, before its body is read, weighed by its declared size:
+past the queue-delay bound it is answered 429 with ``Retry-After`` at once; see
+:mod:`omniguard_plugins.admission`), the body cap and a deadline on reading it (a slow-loris
+client gets 408 instead of holding a connection forever), and the nesting depth of the JSON.
+While the route runs, the gate watches the connection: a client that goes away has its request
+cancelled, so its work is dropped instead of finishing for nobody. The reservation is given back
+when the response is done or the client has gone.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 from starlette.types import ASGIApp
 
+from ..admission import Admission, Reservation, units_for_body
 from ..errors import OverloadedError
 from .metrics import ServerMetrics
 from .serving import ServingError
@@ -37,7 +41,6 @@ MAX_JSON_DEPTH = 32
 _Scope = MutableMapping[str, Any]
 _Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 _Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Admission = Callable[[], "OverloadedError | None"]
 
 _STRING = re.compile(rb'"[^"]*"')
 _NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
@@ -66,12 +69,12 @@ def json_depth(body: bytes, limit: int | None = None) -> int:
 
 class Gate:
     """See the module docstring. ``tokens`` empty: no auth (clients are then told apart by
-    address for the per-client limit). ``admission()`` returns the error to refuse new work
-    with while the judge is overloaded, else None."""
+    address for the per-client limit). ``admission``: the judge's reservations, taken for every
+    ``POST /v1/*`` under ``queue_delay_s`` (None: the judge's own bound)."""
 
     def __init__(
         self, app: ASGIApp, *, tokens: Sequence[str], max_body_bytes: int, metrics: ServerMetrics,
-        admission: Admission | None = None, max_per_client: int = 0,
+        admission: Admission | None = None, queue_delay_s: float | None = None, max_per_client: int = 0,
         body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S, max_json_depth: int = MAX_JSON_DEPTH,
         error_response: Callable[[BaseException, ServerMetrics | None], Any],
         routes: Callable[[], frozenset[str]] = frozenset,
@@ -81,6 +84,7 @@ class Gate:
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
         self.admission = admission
+        self.queue_delay_s = queue_delay_s
         self.max_per_client = max_per_client
         self.body_timeout_s = body_timeout_s
         self.max_json_depth = max_json_depth
@@ -107,11 +111,12 @@ class Gate:
             await send(message)
 
         client: str | None = None
+        reservation: Reservation | None = None
         try:
             refusal, key = self._authorise(scope)
             work = scope["method"] == "POST" and scope["path"].startswith("/v1/")
             if refusal is None and work:
-                refusal = self._content_type(scope) or (self.admission() if self.admission else None)
+                refusal = self._content_type(scope)
             if refusal is None and work and self.max_per_client:
                 if self._in_flight[key] >= self.max_per_client:
                     refusal = OverloadedError(f"this client has {self._in_flight[key]} requests in flight, the limit "
@@ -119,6 +124,12 @@ class Gate:
                 else:
                     client = key
                     self._in_flight[key] += 1
+            if refusal is None and work and self.admission is not None:
+                try:
+                    reservation = self.admission.reserve(units_for_body(_declared_length(scope)),
+                                                         bound_s=self.queue_delay_s)
+                except OverloadedError as exc:
+                    refusal = exc
             body = b""
             if refusal is None and scope["method"] in ("POST", "PUT", "PATCH"):
                 body, refusal, gone = await self._read_body(scope, receive)
@@ -128,15 +139,21 @@ class Gate:
             if refusal is not None:
                 await self._error_response(refusal, self.metrics)(scope, receive, send_and_count)
                 return
-            if await self._run_app(scope, body, receive, send_and_count):
+            if reservation is None:
+                gone = await self._run_app(scope, body, receive, send_and_count)
+            else:
+                with reservation.current():  # the judge's checks in this request count under it
+                    gone = await self._run_app(scope, body, receive, send_and_count)
+            if gone:
                 status["code"] = _CLIENT_GONE
         finally:
+            if reservation is not None:
+                reservation.release()
             if client is not None:
                 self._in_flight[client] -= 1
                 if not self._in_flight[client]:
                     del self._in_flight[client]
-            self.metrics.requests.labels(route, str(status["code"])).inc()
-            self.metrics.request_latency.labels(route).observe(time.perf_counter() - started)
+            self.metrics.observe_request(route, str(status["code"]), time.perf_counter() - started)
 
     # ------------------------------------------------------------------ checks
 
@@ -174,8 +191,7 @@ class Gate:
         """(body, refusal, client gone). Capped in size and in time."""
         too_big = ServingError(413, f"request body is over the {self.max_body_bytes}-byte limit",
                                code="request_too_large")
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+        if _declared_length(scope) > self.max_body_bytes:
             return b"", too_big, False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body_timeout_s
@@ -240,3 +256,9 @@ class Gate:
                     task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watcher
+
+
+def _declared_length(scope: _Scope) -> int:
+    """The body size the client declared (0 when it did not, or declared nonsense)."""
+    declared = dict(scope.get("headers") or ()).get(b"content-length")
+    return int(declared) if declared is not None and declared.isdigit() else 0

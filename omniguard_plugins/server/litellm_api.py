@@ -7,41 +7,38 @@ as one user turn. ``"response"`` is an output check of ``texts`` (and tool-call 
 the assistant's turn, after ``structured_messages`` when present (LiteLLM sends the answer
 alone, so the judge then sees it without the question). Nothing to judge (an empty answer)
 is ``NONE`` with the label ``empty``. Unsafe is ``BLOCKED`` with the verdict
-as the reason; a failed check blocks under ``on_error="block"``, as everywhere.
+as the reason; a failed check blocks under ``on_error="block"``, as everywhere. The response's
+``omniguard`` field is the verdict summary every door sends.
 """
 
 from __future__ import annotations
 
 from ..content import Conversation, Image, Part, Text, Turn
+from ..doors import Ask, Stage, VerdictSummary, summarize
 from ..openai_answers import answer_text
 from ..openai_messages import conversation_from_openai
 from .litellm_protocol import GuardrailApiRequest, GuardrailApiResponse
 from .moderation_protocol import ModerationVerdict
-from .moderations import raise_if_shed
-from .serving import GuardServing
+from .serving import ServingBase
 
 __all__ = ["GuardrailApiServing"]
 
 
-class GuardrailApiServing:
-    def __init__(self, serving: GuardServing) -> None:
-        self.serving = serving
-
+class GuardrailApiServing(ServingBase):
     async def check(self, req: GuardrailApiRequest) -> GuardrailApiResponse:
-        conversation, direction = _conversation(req)  # ContentError -> 400
+        conversation, stage = _conversation(req)  # ContentError -> 400
         if not conversation.turns[-1].parts:  # an empty answer, a request of tool results only
-            return GuardrailApiResponse(action="NONE", omniguard=ModerationVerdict(label="empty", categories=[]))
-        verdict = await self.serving._bounded(self.serving.judge.acheck(conversation, direction=direction))
-        raise_if_shed(verdict)
-        summary = ModerationVerdict(label=verdict.label, categories=list(verdict.category_codes), score=verdict.score,
-                                    error=verdict.error)
+            empty = VerdictSummary(label="empty", safe=True, stage=stage)
+            return GuardrailApiResponse(action="NONE", omniguard=ModerationVerdict(**empty.to_json()))
+        verdict = await self.verdict(Ask(conversation, stage=stage))
+        summary = summarize(verdict, stage)
         if verdict.safe:
-            return GuardrailApiResponse(action="NONE", omniguard=summary)
-        return GuardrailApiResponse(action="BLOCKED", blocked_reason=f"OmniGuard: {verdict.summary()}",
-                                    omniguard=summary)
+            return GuardrailApiResponse(action="NONE", omniguard=ModerationVerdict(**summary.to_json()))
+        return GuardrailApiResponse(action="BLOCKED", blocked_reason=summary.blocked_message(),
+                                    omniguard=ModerationVerdict(**summary.to_json()))
 
 
-def _conversation(req: GuardrailApiRequest) -> tuple[Conversation, str]:
+def _conversation(req: GuardrailApiRequest) -> tuple[Conversation, Stage]:
     context = conversation_from_openai(req.structured_messages).turns if req.structured_messages else ()
     loose: list[Part] = [Text(t) for t in req.texts or [] if t]
     if req.input_type == "request":

@@ -9,7 +9,7 @@ source of truth and nothing to keep in sync.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -26,10 +26,11 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
 class ServerMetrics:
-    def __init__(self, judge: OmniGuard) -> None:
+    def __init__(self, judge: OmniGuard, *, queue_delay_s: float | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
-            "omniguard_http_requests", "HTTP requests by route and status code", ["route", "code"], registry=self.registry
+            "omniguard_http_requests", "HTTP requests by route and status code", ["route", "code"],
+            registry=self.registry,
         )
         self.request_latency = Histogram(
             "omniguard_http_request_seconds", "HTTP request latency by route", ["route"],
@@ -42,7 +43,25 @@ class ServerMetrics:
             "omniguard_check_seconds", "Judge check latency (render, decode, batch wait, model)",
             buckets=_LATENCY_BUCKETS, registry=self.registry,
         )
-        self.registry.register(_JudgeCollector(judge))
+        self.registry.register(_JudgeCollector(judge, queue_delay_s))
+        # labelled children, looked up once: prometheus_client's labels() costs ~30 us a call,
+        # which a burst of refusals would pay three times each
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def observe_request(self, route: str, code: str, seconds: float) -> None:
+        """One HTTP answer (the gate's count and latency)."""
+        self._child(self.requests, "requests", route, code).inc()
+        self._child(self.request_latency, "latency", route).observe(seconds)
+
+    def count_error(self, kind: str) -> None:
+        self._child(self.http_errors, "errors", kind).inc()
+
+    def _child(self, metric: Any, name: str, *labels: str) -> Any:
+        key = (name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     def on_verdict(self, verdict: Verdict) -> None:
         self.check_latency.observe(verdict.latency_ms / 1000.0)
@@ -52,8 +71,9 @@ class ServerMetrics:
 
 
 class _JudgeCollector(Collector):
-    def __init__(self, judge: OmniGuard) -> None:
+    def __init__(self, judge: OmniGuard, queue_delay_s: float | None) -> None:
         self.judge = judge
+        self.queue_delay_s = queue_delay_s
 
     def collect(self) -> Iterator[Metric]:
         stats = self.judge.stats
@@ -78,13 +98,28 @@ class _JudgeCollector(Collector):
         yield _counter("omniguard_dropped_expired", "Queued requests failed: waited past the timeout", b.expired)
         yield _counter("omniguard_worker_restarts", "Times the batch worker died and was restarted", b.worker_restarts)
         health = batcher.health()
-        yield GaugeMetricFamily("omniguard_queue_depth", "Model requests waiting for the batcher", value=health.queue_depth)
+        yield GaugeMetricFamily("omniguard_queue_depth", "Model requests waiting for the batcher",
+                                value=health.queue_depth)
         yield GaugeMetricFamily("omniguard_queued_media_bytes", "Decoded media bytes held by waiting requests",
                                 value=health.queued_media_bytes)
         state = GaugeMetricFamily("omniguard_health", "1 for the judge's current state", labels=["state"])
         for name in ("ready", "overloaded", "broken"):
             state.add_metric([name], 1.0 if health.state == name else 0.0)
         yield state
+        admission = self.judge.admission.state(self.queue_delay_s)
+        yield GaugeMetricFamily("omniguard_reservations", "Requests and checks holding a reservation (arrived, "
+                                "not yet answered)", value=admission.in_flight)
+        yield GaugeMetricFamily("omniguard_reserved_seconds", "Expected seconds of model work reserved",
+                                value=admission.reserved_s)
+        yield GaugeMetricFamily("omniguard_admission_budget_seconds", "Reserved work beyond which arrivals are "
+                                "refused (the queue-delay bound plus a batch; 0: refusals off)",
+                                value=admission.budget_s)
+        yield GaugeMetricFamily("omniguard_queue_delay_bound_seconds", "The queue-delay bound in effect (0: off)",
+                                value=admission.queue_delay_bound_s)
+        yield GaugeMetricFamily("omniguard_batch_seconds", "Recent batch time the estimate uses",
+                                value=admission.batch_s)
+        yield _counter("omniguard_admission_refused", "Arrivals refused at admission (reserved work past the bound)",
+                       admission.refused)
         yield GaugeMetricFamily("omniguard_max_batch_seen", "Largest batch run so far", value=b.max_batch_seen)
         sizes = dict(b.batch_sizes)
         buckets = [(str(edge), float(sum(c for s, c in sizes.items() if s <= edge))) for edge in _BATCH_BUCKETS]

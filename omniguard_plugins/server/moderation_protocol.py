@@ -14,7 +14,7 @@ from typing import Any, Optional, Union
 
 from pydantic import BaseModel, Field
 
-from .protocol import MAX_PARTS, _Request
+from .protocol import MAX_PARTS, VerdictOut, _Request
 
 __all__ = [
     "OPENAI_CATEGORIES",
@@ -60,15 +60,13 @@ class ModerationRequest(_Request):
 
     model: Optional[str] = None
     input: Union[str, list[Any]] = Field(max_length=max(MAX_INPUTS, MAX_PARTS))
+    #: an OmniGuard extra: ask where the harm is (each result's ``omniguard.evidence``)
+    localize: Optional[bool] = None
 
 
-class ModerationVerdict(BaseModel):
-    """The judge's own verdict for one input (an OmniGuard extra; OpenAI clients ignore it)."""
-
-    label: str
-    categories: list[str]
-    score: Optional[float] = None
-    error: Optional[str] = None
+#: the judge's own verdict for one input, as every door sends it (an OmniGuard extra; OpenAI
+#: clients ignore it): the verdict summary, its ``score`` P(unsafe) from the score-mode check
+ModerationVerdict = VerdictOut
 
 
 class ModerationResult(BaseModel):

@@ -6,7 +6,9 @@ becomes ``category_scores``. The judge has one P(unsafe) per input, not one per 
 category the verdict names carries it, the others 0.0. A check that failed is flagged under
 ``on_error="block"`` (the default) with every score 1.0, so clients that threshold scores fail
 closed too; its reason is in ``omniguard.error``. An empty string is not judged: not flagged,
-label ``empty``.
+label ``empty``. The ``omniguard`` field is the verdict summary every door sends
+(:func:`~omniguard_plugins.doors.summarize`), its ``score`` the P(unsafe) above. With
+``"localize": true`` in the request the judge is asked where the harm is (``evidence``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..content import Audio, Conversation, Image, Part, Text, Video
+from ..doors import Ask, VerdictSummary, summarize
 from ..errors import OverloadedError
 from ..openai_messages import parts_from_openai
 from ..policy import Policy
@@ -29,34 +32,29 @@ from .moderation_protocol import (
     ModerationResult,
     ModerationVerdict,
 )
-from .serving import GuardServing, ServingError
+from .serving import ServingBase, ServingError
 
 __all__ = ["ModerationServing", "moderation_inputs", "moderation_messages", "moderation_result", "raise_if_shed"]
 
 _MODALITY = {Text: "text", Image: "image", Audio: "audio", Video: "video"}
 
 
-class ModerationServing:
-    """Moderations over the same judge (and request deadline) as :class:`GuardServing`."""
-
-    def __init__(self, serving: GuardServing) -> None:
-        self.serving = serving
+class ModerationServing(ServingBase):
+    """Moderations over the judge (and request deadline) of :class:`~.serving.ServingBase`."""
 
     async def moderate(self, req: ModerationRequest) -> ModerationResponse:
         inputs = moderation_inputs(req.input)  # ContentError -> 400, before anything is decoded
         judged = [i for i, parts in enumerate(inputs) if _has_content(parts)]
-        asks = [{"conversation": Conversation.of(user=inputs[i]), "mode": mode, "explain_unsafe": False}
+        asks = [Ask(Conversation.of(user=inputs[i]), stage="input", mode=mode, explain=False,
+                    localize=req.localize if mode == "verdict" else None)
                 for mode in ("verdict", "score") for i in judged]
-        verdicts: list[Verdict] = await self.serving._bounded(
-            self.serving.judge.acheck_many(asks, direction="input")) if asks else []
-        for verdict in verdicts:
-            raise_if_shed(verdict)
+        verdicts = await self.verdicts(asks)
         n = len(judged)
-        policy = self.serving.judge.config.policy
+        policy = self.judge.config.policy
         results = [_empty_result(policy)] * len(inputs)
         for k, i in enumerate(judged):
             results[i] = moderation_result(verdicts[k], verdicts[n + k], _modalities(inputs[i]), policy)
-        return ModerationResponse(id=f"modr-{uuid.uuid4().hex[:24]}", model=req.model or self.serving.model_name,
+        return ModerationResponse(id=f"modr-{uuid.uuid4().hex[:24]}", model=req.model or self.model_name,
                                   results=results)
 
 
@@ -102,13 +100,14 @@ def moderation_result(verdict: Verdict, scored: Verdict, modalities: list[str], 
     return ModerationResult(
         flagged=not verdict.safe, categories=categories, category_scores=each,
         category_applied_input_types={name: list(modalities) for name in categories},
-        omniguard=ModerationVerdict(label=verdict.label, categories=[c.code for c in verdict.categories],
-                                    score=None if verdict.error else p_unsafe, error=verdict.error),
+        omniguard=ModerationVerdict(**summarize(verdict.with_(score=None if verdict.error else p_unsafe),
+                                                "input").to_json()),
     )
 
 
 def raise_if_shed(verdict: Verdict) -> None:
-    """A check the judge shed for overload is not a verdict: the client should retry (429)."""
+    """Kept for ``gateway.py`` until it subclasses ServingBase, whose ``check`` raises the
+    judge's OverloadedError itself: a shed check is not a verdict (429)."""
     if (verdict.details or {}).get("error_kind") == OverloadedError.kind:
         raise OverloadedError(verdict.error or "the judge is overloaded; retry later")
 
@@ -119,8 +118,9 @@ def _has_content(parts: Sequence[Part]) -> bool:
 
 def _empty_result(policy: Policy) -> ModerationResult:
     """An empty string holds nothing that could be unsafe: not flagged, label ``empty``, not judged."""
+    empty = VerdictSummary(label="empty", safe=True, stage="input")
     return moderation_result(Verdict(safe=True), Verdict(safe=True, score=0.0), ["text"], policy).model_copy(
-        update={"omniguard": ModerationVerdict(label="empty", categories=[], score=None)})
+        update={"omniguard": ModerationVerdict(**empty.to_json())})
 
 
 def _modalities(parts: Sequence[Part]) -> list[str]:

@@ -23,6 +23,7 @@ __all__ = [
     "GuardRequest",
     "GuardResponse",
     "LabelLogprobs",
+    "VerdictOut",
     "MAX_MESSAGES",
     "MAX_PARTS",
 ]
@@ -146,6 +147,8 @@ class GuardRequest(_Request):
     #: ``Policy.from_dict`` takes (``categories`` or ``drop``/``rename``/``add``); never a path
     policy: Union[list[Any], dict[str, Any], None] = None
     explain_unsafe: Optional[bool] = None
+    #: ask where the harm is (the verdict's ``evidence``: part, characters, seconds)
+    localize: Optional[bool] = None
 
 
 class CategoryOut(BaseModel):
@@ -153,17 +156,37 @@ class CategoryOut(BaseModel):
     name: str
 
 
-class GuardResponse(BaseModel):
-    safe: bool
+class _Summary(BaseModel):
+    """The fields of :meth:`omniguard_plugins.doors.VerdictSummary.to_json`, one spelling for
+    every door that sends a verdict."""
+
     label: str
-    categories: list[CategoryOut]
-    critique: Optional[str] = None
+    safe: bool
+    category_names: list[str] = Field(default_factory=list)
     score: Optional[float] = None
     error: Optional[str] = None
-    latency_ms: float
-    direction: str
-    mode: str
+    critique: Optional[str] = None
+    stage: Optional[str] = None
+    direction: str = "input"
+    mode: str = "verdict"
+    latency_ms: float = 0.0
     cached: bool = False
+    #: where the harm is, as ``Evidence.to_json`` writes it (empty unless asked with ``localize``)
+    evidence: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class VerdictOut(_Summary):
+    """A verdict summary as JSON: the ``omniguard`` field of moderations and the LiteLLM
+    guardrail API (``categories`` are the codes)."""
+
+    categories: list[str] = Field(default_factory=list)
+
+
+class GuardResponse(_Summary):
+    """``/v1/guard``: the verdict summary, with each category as ``{code, name}`` (the shape
+    this route has always answered) and the verdict's ``details``."""
+
+    categories: list[CategoryOut]
     details: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -1,6 +1,13 @@
 """Serving logic, apart from routes: guard checks and raw chat completions on one judge.
 
-Both paths end in the judge's one micro-batcher, so concurrent HTTP clients share batches with
+:class:`ServingBase` is what every serving class shares (as vLLM's ``OpenAIServing``): the judge,
+the request deadline (:meth:`~ServingBase.bounded`) and a check that raises
+:class:`~omniguard_plugins.errors.OverloadedError` when the judge sheds it (:meth:`~ServingBase.verdict`),
+so a shed request is answered 429, never sent as a verdict. :class:`GuardServing` (``/v1/guard``
+and chat completions), ``ModerationServing``, ``GuardrailApiServing`` and the gateway subclass it.
+A serving method returns a response model, or an SSE generator for a stream; routes only send it.
+
+Every path ends in the judge's one micro-batcher, so concurrent HTTP clients share batches with
 each other and with anything else in the process using the same judge. Errors are raised as
 :class:`ServingError` (or an ``OmniGuardError``) and mapped to OpenAI's error shape once, in
 :mod:`omniguard_plugins.server.app`.
@@ -9,21 +16,24 @@ each other and with anything else in the process using the same judge. Errors ar
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..answer_format import short_form, stops_at_verdict
 from ..content import MediaPart, Text
-from ..judge import OmniGuard
+from ..doors import Ask, Stage, summarize
+from ..judge import CheckInput, OmniGuard
 from ..openai_messages import conversation_from_openai, parts_from_openai
 from ..policy import Policy
 from ..verdict import Verdict
 from .protocol import (
     AssistantMessage,
+    CategoryOut,
     ChatChoice,
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -35,7 +45,10 @@ from .protocol import (
     Usage,
 )
 
-__all__ = ["DEFAULT_JUDGE_MODEL", "ChatOutcome", "GuardServing", "ServingError", "short_form"]
+__all__ = ["DEFAULT_JUDGE_MODEL", "ChatOutcome", "GuardServing", "ServingBase", "ServingError", "guard_response",
+           "short_form"]
+
+T = TypeVar("T")
 
 #: chat completions for this model name judge their messages and answer in Llama Guard's short form
 DEFAULT_JUDGE_MODEL = "omniguard-judge"
@@ -72,7 +85,8 @@ class ChatOutcome:
     def response(self) -> ChatCompletionResponse:
         choice = ChatChoice(message=AssistantMessage(content=self.text), finish_reason=self.finish_reason,  # type: ignore[arg-type]
                             logprobs=self.logprobs)
-        return ChatCompletionResponse(id=self.id, created=self.created, model=self.model, choices=[choice], usage=self.usage)
+        return ChatCompletionResponse(id=self.id, created=self.created, model=self.model, choices=[choice],
+                                      usage=self.usage)
 
     def chunks(self, *, include_usage: bool = False) -> list[dict[str, Any]]:
         """The same answer as ``chat.completion.chunk`` events (one content chunk: the
@@ -89,28 +103,64 @@ class ChatOutcome:
             chunks.append({**head, "choices": [], "usage": self.usage.model_dump() if self.usage else None})
         return chunks
 
+    async def events(self, *, include_usage: bool = False) -> AsyncIterator[str]:
+        """:meth:`chunks` as server-sent events, ending with ``[DONE]``."""
+        for chunk in self.chunks(include_usage=include_usage):
+            yield f"data: {json.dumps(chunk)}\n\n"
+        yield "data: [DONE]\n\n"
 
-class GuardServing:
-    """The judge behind HTTP. ``request_timeout_s`` bounds every request end to end."""
 
-    def __init__(self, judge: OmniGuard, *, request_timeout_s: float | None = None, model_name: str | None = None,
-                 judge_model_name: str = DEFAULT_JUDGE_MODEL) -> None:
-        self.judge = judge
-        self.request_timeout_s = request_timeout_s or judge.config.timeout_s
-        self.model_name = model_name or judge.config.model
-        #: the model name whose chat completions are judgements (see :meth:`judge_chat`)
-        self.judge_model_name = judge_model_name
+class ServingBase:
+    """The judge behind HTTP, with what every endpoint shares. ``request_timeout_s`` bounds every
+    request end to end (default: the judge's ``timeout_s``). ``source`` is the judge, or another
+    serving object whose judge and settings this one shares."""
+
+    def __init__(self, source: OmniGuard | ServingBase, *, request_timeout_s: float | None = None,
+                 model_name: str | None = None, judge_model_name: str | None = None) -> None:
+        if isinstance(source, ServingBase):
+            self.judge: OmniGuard = source.judge
+            request_timeout_s = request_timeout_s or source.request_timeout_s
+            model_name = model_name or source.model_name
+            judge_model_name = judge_model_name or source.judge_model_name
+        else:
+            self.judge = source
+        self.request_timeout_s: float = request_timeout_s or self.judge.config.timeout_s
+        self.model_name: str = model_name or self.judge.config.model
+        #: the model name whose chat completions are judgements (see :meth:`GuardServing.judge_chat`)
+        self.judge_model_name: str = judge_model_name or DEFAULT_JUDGE_MODEL
+
+    async def bounded(self, awaitable: Awaitable[T]) -> T:
+        """``awaitable`` within the request deadline, else 504."""
+        try:
+            return await asyncio.wait_for(awaitable, self.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise ServingError(504, f"no answer within {self.request_timeout_s:g}s; the model is overloaded",
+                               type="timeout_error", code="timeout") from None
+
+    async def verdict(self, ask: Ask) -> Verdict:
+        """One check within the deadline. A check the judge sheds raises OverloadedError (429
+        with Retry-After): a client should retry it, not read a verdict."""
+        return await self.bounded(self.judge.acheck(ask, shed="raise"))
+
+    async def verdicts(self, items: Sequence[CheckInput]) -> list[Verdict]:
+        """Many checks in shared batches, within one deadline; shed as :meth:`verdict`."""
+        return await self.bounded(self.judge.acheck_many(items, shed="raise")) if items else []
+
+    #: kept for ``gateway.py`` until it subclasses ServingBase; use :meth:`bounded`
+    _bounded = bounded
+
+
+class GuardServing(ServingBase):
+    """``/v1/guard`` and ``/v1/chat/completions`` (raw generation, or judgements for
+    ``judge_model_name``)."""
 
     # ------------------------------------------------------------------ /v1/guard
 
     async def guard(self, req: GuardRequest) -> GuardResponse:
         conversation = conversation_from_openai(req.messages)  # ContentError -> 400
-        policy = _policy(req.policy)
         # the judge decodes each media part once, off the event loop
-        verdict = await self._bounded(
-            self.judge.acheck(conversation, direction=req.direction, mode=req.mode, policy=policy,
-                              explain_unsafe=req.explain_unsafe)
-        )
+        verdict = await self.verdict(Ask(conversation, direction=req.direction, mode=req.mode,
+                                       policy=_policy(req.policy), explain=req.explain_unsafe, localize=req.localize))
         return guard_response(verdict)
 
     # ------------------------------------------------------------------ /v1/chat/completions
@@ -128,8 +178,8 @@ class GuardServing:
             mode = "verdict"
         else:
             mode = "critique"
-        result = await self._bounded(self.judge.agenerate(text, media_parts, prefix=prefix, mode=mode,  # type: ignore[arg-type]
-                                                          max_new_tokens=req.token_cap))
+        result = await self.bounded(self.judge.agenerate(text, media_parts, prefix=prefix, mode=mode,  # type: ignore[arg-type]
+                                                         max_new_tokens=req.token_cap))
         completion = result.text[len(prefix):] if prefix and result.text.startswith(prefix) else result.text
         completion, stopped = _cut_at_stop(completion, stops)
         capped = req.token_cap is not None and result.new_tokens >= req.token_cap
@@ -151,22 +201,19 @@ class GuardServing:
         a small temperature)."""
         if req.n != 1:
             raise ServingError(400, "n must be 1 (a verdict has one answer)", param="n")
-        conversation = conversation_from_openai([m.model_dump(exclude_none=True) for m in req.messages])  # ContentError -> 400
-        verdict = await self._bounded(self.judge.acheck(conversation, mode="verdict"))
+        # ContentError -> 400
+        conversation = conversation_from_openai([m.model_dump(exclude_none=True) for m in req.messages])
+        verdict = await self.verdict(Ask(conversation, mode="verdict"))
         request_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         return ChatOutcome(request_id, int(time.time()), self.judge_model_name, short_form(verdict), "stop", None)
 
-    async def _bounded(self, awaitable: Any) -> Any:
-        try:
-            return await asyncio.wait_for(awaitable, self.request_timeout_s)
-        except asyncio.TimeoutError:
-            raise ServingError(504, f"no answer within {self.request_timeout_s:g}s; the model is overloaded",
-                               type="timeout_error", code="timeout") from None
 
-
-def guard_response(verdict: Verdict) -> GuardResponse:
-    data = verdict.to_dict()
-    return GuardResponse(**{k: data[k] for k in GuardResponse.model_fields if k in data})
+def guard_response(verdict: Verdict, stage: Stage | None = None) -> GuardResponse:
+    """:func:`~omniguard_plugins.doors.summarize`'s JSON, with each category as ``{code, name}``
+    (the shape ``/v1/guard`` has always had) and the verdict's ``details``."""
+    data = summarize(verdict, stage or ("output" if verdict.direction == "output" else "input")).to_json()
+    data["categories"] = [CategoryOut(code=c.code, name=c.name) for c in verdict.categories]
+    return GuardResponse(**data, details=dict(verdict.details or {}))
 
 
 def _policy(value: Any) -> Policy | None:
@@ -189,7 +236,8 @@ def _check_sampling(req: ChatCompletionRequest) -> None:
     if req.n != 1:
         raise ServingError(400, "n must be 1 (decoding is greedy, every choice would be the same)", param="n")
     if req.continue_final_message and req.add_generation_prompt:
-        raise ServingError(400, "continue_final_message needs add_generation_prompt=false", param="add_generation_prompt")
+        raise ServingError(400, "continue_final_message needs add_generation_prompt=false",
+                           param="add_generation_prompt")
 
 
 def _split_messages(req: ChatCompletionRequest) -> tuple[str, tuple[MediaPart, ...], str]:
@@ -231,7 +279,8 @@ def _label_logprobs(completion: str, score: float | None) -> LabelLogprobs | Non
     def lp(p: float) -> float:
         return math.log(p) if p > 0 else -9999.0
 
-    tops = [TopLogprob(token=lead + "unsafe", logprob=lp(score)), TopLogprob(token=lead + "safe", logprob=lp(1.0 - score))]
+    tops = [TopLogprob(token=lead + "unsafe", logprob=lp(score)),
+            TopLogprob(token=lead + "safe", logprob=lp(1.0 - score))]
     tops.sort(key=lambda t: -t.logprob)
     mine = next(t for t in tops if t.token.strip() == chosen)
     return LabelLogprobs(content=[TokenLogprob(token=mine.token, logprob=mine.logprob, top_logprobs=tops)])

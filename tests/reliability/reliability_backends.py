@@ -64,3 +64,9 @@ def soak(config: JudgeConfig) -> SoakBackend:
     return SoakBackend(float(os.environ.get("SOAK_BASE_MS", "120")) / 1000.0,
                        float(os.environ.get("SOAK_ITEM_MS", "5")) / 1000.0,
                        float(os.environ.get("SOAK_HANG_S", "1.5")))
+
+
+def burst(config: JudgeConfig | None) -> SoakBackend:
+    """The burst test's model: ``burst.BATCH_S`` a batch whatever its size (64 requests/s at
+    the default max_batch of 16), answers echoing ``rid=...``."""
+    return SoakBackend(float(os.environ.get("BURST_BATCH_MS", "250")) / 1000.0, 0.0, 0.0)

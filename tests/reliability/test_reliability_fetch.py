@@ -11,10 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from omniguard_plugins.media import fetch
 from omniguard_plugins.errors import MediaFetchRefused
+from omniguard_plugins.media import MediaLimits, fetch
 from omniguard_plugins.media.fetch import fetch_url, is_public_address
-from omniguard_plugins.media import MediaLimits
 
 ON = MediaLimits(allow_urls=True, url_timeout_s=2.0)
 

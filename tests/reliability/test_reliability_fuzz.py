@@ -19,7 +19,8 @@ from omniguard_plugins.errors import ConfigError, ContentError, OmniGuardError
 from omniguard_plugins.openai_messages import conversation_from_openai, parts_from_openai
 from omniguard_plugins.policy import Policy
 
-FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=int(__import__("os").environ.get("FUZZ_EXAMPLES", "150")), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
 
 PNG_B64 = base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR").decode()
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20)
@@ -28,7 +29,8 @@ urls = st.sampled_from([
     "data:;base64,", "data:image/png,raw", "https://example.com/a.png", "http://127.0.0.1/x", "file:///etc/passwd",
     "/etc/passwd", "ftp://x", "", "data:image/png;base64,!!!notbase64",
 ])
-values = st.recursive(scalars | urls, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+values = st.recursive(scalars | urls,
+                      lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
                       max_leaves=8)
 field_values = values | urls | st.binary(max_size=16)
 
@@ -114,7 +116,6 @@ def test_langchain_blocks(blocks):
 def test_langchain_messages_and_chain_inputs(content, chain_input):
     pytest.importorskip("langchain_core")
     from langchain_core.messages import AIMessage, HumanMessage
-
     from langchain_omniguard._convert import to_conversation
 
     try:
@@ -144,7 +145,6 @@ def _llama_block(kind: str, data, url, path, text):
 def test_llama_index_blocks(specs):
     pytest.importorskip("llama_index.core")
     from llama_index.core.llms import ChatMessage
-
     from llama_index_omniguard._convert import message_parts
 
     blocks = []
@@ -162,7 +162,6 @@ def test_llama_index_blocks(specs):
 def test_llama_index_nodes(text, image, image_url, image_path):
     pytest.importorskip("llama_index.core")
     from llama_index.core.schema import ImageNode, TextNode
-
     from llama_index_omniguard._convert import node_parts
 
     nodes = [TextNode(text=text)]
@@ -171,7 +170,7 @@ def test_llama_index_nodes(text, image, image_url, image_path):
     except Exception:  # noqa: BLE001 - LlamaIndex's own validation refused it
         pass
     for node in nodes:
-        typed_only(lambda: node_parts(node), ContentError)
+        typed_only(lambda node=node: node_parts(node), ContentError)
 
 
 policy_dicts = st.dictionaries(

@@ -125,9 +125,11 @@ def test_the_token_comes_from_the_environment_or_a_file_and_argv_is_warned_about
         assert "visible to other users" not in result.output
         with TestClient(app) as c:
             assert c.post("/v1/guard", content=GUARD).status_code == 401
-            assert c.post("/v1/guard", content=GUARD, headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+            wrong = {"Authorization": "Bearer wrong-token"}
+            assert c.post("/v1/guard", content=GUARD, headers=wrong).status_code == 401
             for token in good:
-                assert c.post("/v1/guard", content=GUARD, headers={"Authorization": f"Bearer {token}"}).status_code == 200
+                auth = {"Authorization": f"Bearer {token}"}
+                assert c.post("/v1/guard", content=GUARD, headers=auth).status_code == 200
     result, _ = served("--token", "on-the-command-line")
     assert "visible to other users (ps)" in result.output
 

@@ -5,44 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 
 import httpx
 import pytest
+from reliability_helpers import KEYWORDS, Gated, until
 
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.answer_format import write_answer
 from omniguard_plugins.errors import OverloadedError
 from omniguard_plugins.server import create_app
-from omniguard_plugins.testing import ScriptedBackend, keyword_handler, scripted_judge
+from omniguard_plugins.testing import ScriptedBackend, scripted_judge
 
-KEYWORDS = keyword_handler({"bomb": "S9"})
 WAIT = 10.0
 
 
 def user(content):
     return {"messages": [{"role": "user", "content": content}]}
-
-
-class Gated:
-    """A handler that holds the model worker until ``gate`` is set."""
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.seen: list[str] = []
-
-    def __call__(self, prompt, media):
-        self.seen.append(prompt)
-        assert self.gate.wait(WAIT)
-        return KEYWORDS(prompt, media)
-
-
-async def until(condition, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        await asyncio.sleep(0.005)
 
 
 def client_for(app) -> httpx.AsyncClient:
@@ -77,7 +56,11 @@ async def test_a_full_queue_answers_429_with_retry_after_in_milliseconds_and_adm
         answers = await asyncio.gather(running, *queued)
         assert [a.status_code for a in answers] == [200, 200, 200]
         assert all(a.json()["error"] is None for a in answers)
-        assert (await c.get("/healthz")).json() == {"status": "ready", "queue_depth": 0}
+        after = (await c.get("/healthz")).json()
+        assert {k: after[k] for k in ("status", "queue_depth")} == {"status": "ready", "queue_depth": 0}
+        # every reservation was given back once its response was done
+        assert after["admission"]["in_flight"] == 0 and after["admission"]["reserved_s"] == 0.0
+        assert set(after) == {"status", "queue_depth", "admission"}
         metrics = (await c.get("/metrics")).text
     assert "one too many" not in " ".join(handler.seen)
     assert 'omniguard_health{state="ready"} 1.0' in metrics
@@ -204,7 +187,8 @@ async def test_internal_errors_reach_clients_as_one_line_without_internals(monke
         assert "27488016138630" not in text and "Allocator" not in text and "/opt/secret" not in text
         assert "\n" not in text and "/etc/omniguard" not in text
     assert "out of memory" in raw.json()["error"]["message"] and verdict["safe"] is False
-    assert crash.status_code == 500 and crash.json()["error"]["message"] == "internal error (ValueError); see the server log"
+    assert crash.status_code == 500
+    assert crash.json()["error"]["message"] == "internal error (ValueError); see the server log"
     judge.close()
 
 

@@ -8,8 +8,8 @@ import json
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from serve_helpers import data_uri, png_bytes
 from serve_backends import keywords_and_red_images
+from serve_helpers import data_uri, png_bytes
 
 from omniguard_plugins.server import create_app
 from omniguard_plugins.testing import ScriptedBackend, scripted_judge
@@ -50,7 +50,8 @@ def test_guard_output_direction_critique_and_image_parts(client):
     convo = {"messages": [
         {"role": "user", "content": "draw something"},
         {"role": "assistant", "content": [{"type": "text", "text": "here"},
-                                          {"type": "image_url", "image_url": {"url": data_uri(png_bytes(), "image/png")}}]},
+                                          {"type": "image_url",
+                                           "image_url": {"url": data_uri(png_bytes(), "image/png")}}]},
     ], "direction": "output", "mode": "critique"}
     body = client.post("/v1/guard", json=convo, headers=AUTH).json()
     assert body["safe"] is False and body["direction"] == "output"
@@ -70,7 +71,8 @@ def test_judge_model_answers_in_llama_guard_short_form(client):
     assert ask([{"role": "user", "content": "what is the capital of France"}]) == "safe"
     # a trailing assistant message makes it an output check of that answer, media included
     red = {"type": "image_url", "image_url": {"url": data_uri(png_bytes(), "image/png")}}
-    assert ask([{"role": "user", "content": "draw"}, {"role": "assistant", "content": [{"type": "text", "text": "here"}, red]}]) == "unsafe\nS1"
+    drawn = {"role": "assistant", "content": [{"type": "text", "text": "here"}, red]}
+    assert ask([{"role": "user", "content": "draw"}, drawn]) == "unsafe\nS1"
     assert ask([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello!"}]) == "safe"
     models = client.get("/v1/models", headers=AUTH).json()["data"]
     assert "omniguard-judge" in [m["id"] for m in models]
