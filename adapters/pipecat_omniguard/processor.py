@@ -191,7 +191,7 @@ class OmniGuardProcessor(FrameProcessor):
 
     async def _end_turn(self, frame: TranscriptionFrame) -> None:
         if self.session.settings.speculative:
-            turn = asyncio.ensure_future(self.session.end_turn(frame.text))
+            turn = self.session.close_turn(frame.text)
             await self.push_frame(frame)
             turn.add_done_callback(lambda t: None if t.cancelled() or t.exception() else self._late_verdict(t.result()))
             return

@@ -64,7 +64,8 @@ class LiveSettings:
     ``max_waiting_frames``: checks that may wait for the judge per session before the oldest is
     shed. ``speculative``: the turn goes on to the LLM while it is judged; the LLM's output is
     held until that verdict is in (off: an unsafe turn never reaches the LLM). ``stream``: the
-    outgoing text rail's settings.
+    outgoing text rail's settings; short windows (100 characters, one every 50) so speech starts
+    after about 100 judged characters, not after a chat-sized window.
     """
 
     window_s: float = 3.0
@@ -75,7 +76,7 @@ class LiveSettings:
     max_waiting_windows: int = 2
     max_waiting_frames: int = 2
     speculative: bool = False
-    stream: StreamSettings = field(default_factory=lambda: StreamSettings(window_chars=300, step_chars=100))
+    stream: StreamSettings = field(default_factory=lambda: StreamSettings(window_chars=100, step_chars=50))
 
     def __post_init__(self) -> None:
         if not 0 < self.step_s <= self.window_s:
@@ -362,43 +363,66 @@ class LiveSession:
         """The user's turn ended: judge its audio, ``transcript`` and the latest camera frames in
         one check (and wait for its rolling windows); ``media`` are parts the turn's message
         carries besides (an image the user sent with it). Returns the turn's verdict (an unsafe
-        window's, if one blocked it), or None when the turn had nothing to judge. Under
-        ``speculative`` the door may pass the turn on before awaiting this; the output rail
-        waits for it either way."""
+        window's, if one blocked it), or None when the turn had nothing to judge."""
+        return await self.close_turn(transcript, media)
+
+    def close_turn(
+        self, transcript: str | None = None, media: Sequence[MediaPart] = ()
+    ) -> asyncio.Future[LiveVerdict | None]:
+        """:meth:`end_turn` without waiting: the turn is closed now (audio that arrives next
+        belongs to the next turn, an output rail made next waits for this verdict) and judged
+        in the background; the future answers what ``end_turn`` returns. For ``speculative``
+        doors, which pass the turn on to the LLM at once."""
         turn, self._turn = self._turn, None
         loop = asyncio.get_running_loop()
         gate: asyncio.Future[LiveVerdict | None] = loop.create_future()
         self._gate = gate
-        try:
-            live = await self._judge_turn(turn, transcript, tuple(media))
-        except BaseException as exc:
-            gate.set_exception(exc)
-            gate.exception()  # retrieved here; output rails re-raise it
-            raise
+        prepared = self._prepare_turn(turn, transcript, tuple(media))
+        if prepared is None or isinstance(prepared, LiveVerdict):
+            self._turn_judged(gate, turn, prepared)
+            return gate
+        task = loop.create_task(self._judge_turn(turn, *prepared))
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[LiveVerdict]) -> None:
+            self._tasks.discard(t)
+            if t.cancelled():
+                gate.cancel()
+            elif t.exception() is not None:
+                gate.set_exception(t.exception())  # type: ignore[arg-type]
+            else:
+                self._turn_judged(gate, turn, t.result())
+
+        task.add_done_callback(done)
+        return gate
+
+    def _turn_judged(
+        self, gate: asyncio.Future[LiveVerdict | None], turn: _Turn | None, live: LiveVerdict | None
+    ) -> None:
         if live is not None:
             self.stats.turns += 1
             if not live.safe and (turn is None or turn.blocked is None):
                 self.stats.turns_blocked += 1
-        gate.set_result(live)
-        return live
+        if not gate.done():
+            gate.set_result(live)
 
-    async def _judge_turn(
+    def _prepare_turn(
         self, turn: _Turn | None, transcript: str | None, media: tuple[MediaPart, ...]
-    ) -> LiveVerdict | None:
+    ) -> LiveVerdict | None | tuple[Ask, int, tuple[float, float], int]:
+        """What the turn check needs, taken now (the next turn reuses the audio buffer)."""
         text = (transcript or "").strip()
         self._context = (Turn("user", (Text(text),)),) if text else ()
         if turn is not None and turn.blocked is not None:
             return turn.blocked
-        start_s = (turn.start if turn is not None else self._samples) / TARGET_RATE
-        end_s = self._samples / TARGET_RATE
+        span = ((turn.start if turn is not None else self._samples) / TARGET_RATE, self._samples / TARGET_RATE)
         parts: list[Part] = [Text(text)] if text else []
-        held_from = self._ring.start  # the next turn clears the ring while this one is judged
+        held_from = self._ring.start
         if turn is not None:
             audio = self._ring.span(self._ring.start, self._ring.end)
             if len(audio):
                 parts.append(self._audio(audio))
-        parts.extend(Image(pil, name="camera") for _, pil in list(self._frames)[-self.settings.turn_frames:]
-                     if self.settings.turn_frames)
+        if self.settings.turn_frames:
+            parts.extend(Image(pil, name="camera") for _, pil in list(self._frames)[-self.settings.turn_frames:])
         parts.extend(media)
         if not parts:
             return None
@@ -406,13 +430,18 @@ class LiveSession:
         if turn is None:
             self._turns += 1
         ask = Ask(conversation=Conversation((Turn("user", tuple(parts)),)), stage="input", policy=self._policy)
+        return ask, index, span, held_from
+
+    async def _judge_turn(
+        self, turn: _Turn | None, ask: Ask, index: int, span: tuple[float, float], held_from: int
+    ) -> LiveVerdict:
         checks: list[Awaitable[Any]] = [self._get_judge().acheck(ask), *(turn.windows if turn is not None else ())]
-        verdict, *_ = await asyncio.gather(*checks, return_exceptions=False)
+        verdict, *_ = await asyncio.gather(*checks)
         if turn is not None and turn.blocked is not None:
             return turn.blocked  # a window judged while the turn check ran blocked it
         if verdict.safe and turn is not None and turn.covered_until() < held_from:
             verdict = await self._uncovered(turn, held_from)
-        live = LiveVerdict("turn", verdict, (start_s, end_s), index)
+        live = LiveVerdict("turn", verdict, span, index)
         self._emit(live)
         return live
 
