@@ -315,3 +315,12 @@ async def test_the_gateway_lists_the_upstreams_models(upstream):
     assert listing["object"] == "list"
     assert [(m["id"], m["owned_by"]) for m in listing["data"]] == [("upstream-llm", "test"),
                                                                    ("omniguard-judge", "omniguard")]
+
+
+def test_a_safe_picture_in_an_answer_arrives(client, gateway):
+    answer = client.chat.completions.create(model="upstream-llm", messages=user("draw a blue square"))
+    message = answer.choices[0].message
+    assert message.content == "Here is your square."
+    assert message.model_extra["images"][0]["image_url"]["url"].startswith("data:image/png;base64,")
+    chunks = [json.loads(e) for e in sse(gateway, "draw a blue square")[:-1]]
+    assert [c for c in chunks if c.get("choices") and c["choices"][0]["delta"].get("images")]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import io
 import json
 import math
 import struct
@@ -28,6 +29,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from PIL import Image as PILImage
 
 from omniguard_plugins.media import wav_bytes
 
@@ -51,6 +53,13 @@ def pcm16(freq: float, seconds: float = 0.5) -> bytes:
     return b"".join(struct.pack("<h", int(12000 * math.sin(2 * math.pi * freq * i / AUDIO_RATE))) for i in range(n))
 
 
+def square(colour: str) -> str:
+    """A small PNG of one colour as a data URI (a mostly red picture is unsafe to the door judge)."""
+    buf = io.BytesIO()
+    PILImage.new("RGB", (24, 24), (220, 20, 20) if colour == "red" else (20, 40, 220)).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def _call(name: str, **arguments: Any) -> dict[str, Any]:
     return {"id": f"call_{name}_{len(arguments)}", "type": "function",
             "function": {"name": name, "arguments": json.dumps(arguments)}}
@@ -70,12 +79,16 @@ CARRIES: dict[str, dict[str, Any]] = {
                                                  "with the oven, step by step.", "content": "Here is a bread recipe."},
     "think it over": {"reasoning_content": "The user wants a recipe. Bread is simple and safe to explain.",
                       "content": "Here is a bread recipe."},
+    # image output as LiteLLM and OpenRouter return it (message.images; streamed as delta.images)
+    "draw a red square": {"content": "Here is your square.", "images": "red"},
+    "draw a blue square": {"content": "Here is your square.", "images": "blue"},
 }
 #: CARRIES phrase -> (the category the answer is blocked for, strings of it that must never reach a client)
 UNSAFE_CARRIED = {
     "send the unsafe email": ("S9", ["send_email", "call_send_email", "bob@example.com", "parts"]),
     "sing loudly": ("S11", ["audio_loud", "little song"]),
     "think it over badly": ("S9", ["recipe", "oven", "bread"]),
+    "draw a red square": ("S1", ["your square", "image_url"]),
 }
 #: the PCM each spoken answer says (non-streamed: as a WAV file)
 SPEECH = {"audio_loud": pcm16(440.0), "audio_quiet": pcm16(0.0)}
@@ -104,6 +117,8 @@ def carried_for(messages: list[dict[str, Any]]) -> dict[str, Any] | None:
             out = {"role": "assistant", **json.loads(json.dumps(message))}
             if "audio" in out:
                 out["audio"]["data"] = base64.b64encode(wav_bytes(SPEECH[out["audio"]["id"]], AUDIO_RATE)).decode()
+            if "images" in out:
+                out["images"] = [{"type": "image_url", "image_url": {"url": square(out["images"])}, "index": 0}]
             return out
     return None
 
@@ -211,6 +226,8 @@ def _sse_carried(head: dict[str, Any], message: dict[str, Any], finish: str) -> 
         arguments = function["arguments"]
         for at in range(0, len(arguments), 8):
             yield _chunk(head, {"tool_calls": [{"index": index, "function": {"arguments": arguments[at:at + 8]}}]})
+    if message.get("images"):
+        yield _chunk(head, {"images": message["images"]})
     audio = message.get("audio")
     if audio:
         for word in audio["transcript"].split(" "):
