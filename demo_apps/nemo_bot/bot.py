@@ -3,8 +3,9 @@ terminal chat.
 
 The main LLM is a local echo model (it repeats what NeMo hands it as your last message) unless
 ``NEMO_BOT_LLM_URL`` (and ``NEMO_BOT_LLM_MODEL``) name an OpenAI-compatible endpoint and
-``langchain-openai`` is installed. Every verdict of the rails is printed as it happens, through
-the judge's listener hook.
+``langchain-openai`` is installed; that chat model is handed to NeMo as
+``LangChainLLMAdapter(chat_model)``, what NeMo 0.24 asks for (a raw LangChain model is
+deprecated). Every verdict of the rails is printed as it happens, through the judge's listener hook.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 
 from nemoguardrails import LLMRails, RailsConfig
 from nemoguardrails.types import LLMResponse, LLMResponseChunk
-
 from nemoguardrails_omniguard import RAILS_DIR, register
+
 from omniguard_plugins import OmniGuard, Verdict
 
 __all__ = ["EchoLLM", "NemoBot", "make_llm"]
@@ -57,9 +58,11 @@ def make_llm(env: Mapping[str, str] | None = None, say: Callable[[str], Any] = p
     if url:
         try:
             from langchain_openai import ChatOpenAI
+            from nemoguardrails.integrations.langchain.llm_adapter import LangChainLLMAdapter
 
-            return ChatOpenAI(base_url=url, model=env.get("NEMO_BOT_LLM_MODEL", "Qwen/Qwen2.5-Omni-7B"),
+            chat = ChatOpenAI(base_url=url, model=env.get("NEMO_BOT_LLM_MODEL", "Qwen/Qwen2.5-Omni-7B"),
                               api_key=env.get("NEMO_BOT_LLM_API_KEY", "EMPTY"))
+            return LangChainLLMAdapter(chat)
         except ImportError:
             say(f"NEMO_BOT_LLM_URL is set ({url}) but langchain-openai is not installed; using the echo LLM.")
     return EchoLLM()
