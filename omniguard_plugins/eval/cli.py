@@ -192,6 +192,14 @@ def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, devi
     except OmniGuardError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     click.echo(_summary_line(report.overall))
+    t = report.threshold
+    if t is not None:
+        if "chosen" in t:
+            click.echo(f"threshold chosen on the dev split ({t['rule']}): {float(t['chosen'])!r}, dev FPR "
+                       f"{_f(t['dev_fpr'])}; on the test split FPR {_f(t['test_at_chosen']['fpr'])}, "
+                       f"F1 {_f(t['test_at_chosen']['f1'])}")
+        else:
+            click.echo(f"no threshold chosen: {t.get('note')}")
     click.echo(f"wrote {', '.join(sorted(written))} and predictions.jsonl to {out}")
 
 

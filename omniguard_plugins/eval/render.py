@@ -55,6 +55,12 @@ def _exact(value: float | None) -> str:
     return "n/a" if value is None else repr(float(value))
 
 
+def _point(value: float | None) -> str:
+    """An operating point's threshold to six significant digits (0.000734, 0.920872); None is
+    the point that flags nothing."""
+    return "above every score" if value is None else f"{value:.6g}"
+
+
 def _metric_row(name: str, r: dict[str, Any]) -> list[str]:
     ci = r.get("ci") or {}
     return [name, _f(r["n"]), _f(r["n_unsafe"]), _f(r["n_safe"]), _ci(r["precision"], ci.get("precision")),
@@ -141,14 +147,14 @@ def _operating_tables(report: EvalReport) -> list[Table]:
             if pt is None:
                 cells += ["n/a", "n/a"]
             else:
-                cells += [f"{pt['recall']:.3f} (FPR {pt['fpr']:.3f})", _exact(pt["threshold"])]
+                cells += [f"{pt['recall']:.3f} (FPR {pt['fpr']:.3f})", _point(pt["threshold"])]
         rows.append([scope, *cells])
     points = Table("Operating points: recall at a fixed false-positive rate",
                    ["scope", "recall at FPR <= 1%", "threshold", "recall at FPR <= 5%", "threshold"], rows,
                    "The highest recall whose FPR stays at or under the target, over every threshold on the scores "
-                   "(unsafe at score >= threshold); n/a without both labels.")
+                   "(unsafe at score >= threshold), the threshold to 6 significant digits; n/a without both labels.")
     sweep = Table("Threshold sweep (all items)", ["threshold", "precision", "recall", "F1", "FPR", "flagged"],
-                  [[_exact(r["threshold"]) + (" (the judge's)" if r["threshold"] == op["default"] else ""),
+                  [[_point(r["threshold"]) + (" (the judge's)" if r["threshold"] == op["default"] else ""),
                     _f(r["precision"]), _f(r["recall"]), _f(r["f1"]), _f(r["fpr"]), _f(r["flagged"])]
                    for r in op["sweep"]])
     return [points, sweep]

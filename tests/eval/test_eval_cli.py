@@ -40,9 +40,13 @@ def test_list_names_every_set() -> None:
 def test_eval_writes_every_report_file(scripted_cli: None, data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     result = CliRunner().invoke(main, ["eval", "xstest", "harmbench_response", "--limit", "12", "--mode", "score",
-                                       "--data-root", str(data_root), "--out", str(out), "--dev-split", "0.5"])
+                                       "--data-root", str(data_root), "--out", str(out), "--dev-split", "0.5",
+                                       "--max-fpr", "1"])
     assert result.exit_code == 0, result.output
     assert "24 items" in result.output
+    assert re.search(r"threshold chosen on the dev split \(the highest F1 on the dev items among thresholds whose "
+                     r"dev false-positive rate is at most 100%\): [01]\.0, dev FPR [01]\.\d{3}; on the test split FPR",
+                     result.output), result.output
     files = {p.name for p in out.iterdir()}
     assert {"report.md", "report.html", "report.json", "predictions.jsonl", "run.json"} | PLOTS <= files
     for name in PLOTS:
