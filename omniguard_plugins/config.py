@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -62,7 +62,7 @@ class JudgeConfig:
     #: admission on arrival (omniguard_plugins.admission): a check (or a server request, from the
     #: moment it arrives) that would wait longer than this for the model is refused at once with
     #: OverloadedError (a blocking verdict in process; 429 with Retry-After from the server).
-    #: None: derived, twice the recent batch time (0.1 s at least, timeout_s / 4 at most); 0: off,
+    #: None: derived, twice the recent batch time (0.5 s at least, timeout_s / 4 at most); 0: off,
     #: callers wait (only max_queued refuses)
     max_queue_delay_s: float | None = None
     #: characters of text in one check, refused (TextTooLarge) before rendering or tokenising.
@@ -138,7 +138,8 @@ class JudgeConfig:
             media = {**top["media"], **media}
             top.pop("media")
         if media:
-            base = top.get("media") if isinstance(top.get("media"), MediaLimits) else MediaLimits()
+            given = top.get("media")
+            base = given if isinstance(given, MediaLimits) else MediaLimits()
             try:
                 top["media"] = dataclasses.replace(base, **_coerce_media(media))
             except TypeError as exc:
@@ -162,18 +163,20 @@ class JudgeConfig:
 
 
 def _coerce_top(values: dict[str, Any]) -> dict[str, Any]:
-    types = {"max_batch": int, "max_wait_ms": float, "max_new_tokens": int, "threshold": float,
-             "timeout_s": float, "cache_size": int, "explain_unsafe": _bool, "decode_graphs": _bool,
-             "max_queued": int, "max_queued_media_bytes": int, "max_text_chars": int,
-             "max_queue_delay_s": _delay, "localize": _bool, "localize_max_checks": int,
-             "localize_sentences": int, "localize_seconds": float}
+    types: dict[str, Callable[[str], Any]] = {
+        "max_batch": int, "max_wait_ms": float, "max_new_tokens": int, "threshold": float,
+        "timeout_s": float, "cache_size": int, "explain_unsafe": _bool, "decode_graphs": _bool,
+        "max_queued": int, "max_queued_media_bytes": int, "max_text_chars": int,
+        "max_queue_delay_s": _delay, "localize": _bool, "localize_max_checks": int,
+        "localize_sentences": int, "localize_seconds": float}
     out = dict(values)
     for key, conv in types.items():
         if key in out and isinstance(out[key], str):
             try:
                 out[key] = conv(out[key])
             except ValueError:
-                raise ConfigError(f"{key} must be a {conv.__name__.strip('_')}, got {out[key]!r}") from None
+                kind = getattr(conv, "__name__", "value").strip("_")
+                raise ConfigError(f"{key} must be a {kind}, got {out[key]!r}") from None
     return out
 
 

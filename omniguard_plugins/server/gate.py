@@ -113,6 +113,7 @@ class Gate:
         client: str | None = None
         reservation: Reservation | None = None
         try:
+            refusal: Exception | None
             refusal, key = self._authorise(scope)
             work = scope["method"] == "POST" and scope["path"].startswith("/v1/")
             if refusal is None and work:

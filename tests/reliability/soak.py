@@ -55,8 +55,10 @@ class Settings:
     max_batch: int = 4
     base_ms: float = 250.0
     item_ms: float = 5.0
-    max_queued: int = 4
-    max_queue_delay_ms: float = 150.0
+    #: the server's admission settings; None: what `omniguard serve` ships with (the queue-delay
+    #: bound derived from the batch time, max_queued 256), as every figure in RELIABILITY.md
+    max_queued: int | None = None
+    max_queue_delay_ms: float | None = None
     request_timeout_s: float = 2.0
     hang: bool = False
     #: False: plain checks only (the latency row); True: the fault schedule is mixed in
@@ -291,10 +293,13 @@ def run_soak(settings: Settings, loads: list[float]) -> dict[str, Any]:
     os.environ.update(SOAK_BASE_MS=str(settings.base_ms), SOAK_ITEM_MS=str(settings.item_ms),
                       SOAK_HANG_S=str(settings.request_timeout_s * 1.5))
     os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
+    limits = [] if settings.max_queued is None else ["--max-queued", str(settings.max_queued)]
+    if settings.max_queue_delay_ms is not None:
+        limits += ["--max-queue-delay-ms", str(settings.max_queue_delay_ms)]
+    # the model's capacity (batch size and time) and the fault scenario's deadline; admission as shipped
     server = start_server(
         "--backend-factory", "reliability_backends:soak", "--max-batch", str(settings.max_batch),
-        "--max-queued", str(settings.max_queued), "--max-queue-delay-ms", str(settings.max_queue_delay_ms),
-        "--request-timeout", str(settings.request_timeout_s), "--max-wait-ms", "5",
+        "--request-timeout", str(settings.request_timeout_s), "--max-wait-ms", "5", *limits,
     )
     load_start = os.getloadavg()[0]
     try:
@@ -349,12 +354,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=Settings.clients, help="most requests in flight at once")
     ap.add_argument("--hang", action="store_true", help="also inject batches that hang past the request timeout")
     ap.add_argument("--no-faults", action="store_true", help="plain checks only: the latency figures alone")
-    ap.add_argument("--max-queue-delay-ms", type=float, default=Settings.max_queue_delay_ms,
-                    help="the server's --max-queue-delay-ms (0: the queue bound alone)")
+    ap.add_argument("--max-queue-delay-ms", type=float, default=None,
+                    help="the server's --max-queue-delay-ms (default: not passed, the server's derived bound; "
+                         "0: the queue bound alone)")
+    ap.add_argument("--max-queued", type=int, default=None, help="the server's --max-queued (default: not passed)")
     ap.add_argument("--json", default=None, help="write the report here ('-' for stdout)")
     args = ap.parse_args(argv)
     settings = Settings(duration_s=args.duration, clients=args.clients, hang=args.hang, faults=not args.no_faults,
-                        max_queue_delay_ms=args.max_queue_delay_ms)
+                        max_queue_delay_ms=args.max_queue_delay_ms, max_queued=args.max_queued)
     report = run_soak(settings, [float(x) for x in args.load.split(",")])
     report["violations"] = violations(report)
     text = json.dumps({k: v for k, v in report.items() if k != "log_tail"}, indent=2)
