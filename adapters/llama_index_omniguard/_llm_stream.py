@@ -61,16 +61,6 @@ class _Rest:
     error: ContentError | None = None
 
 
-def _read(item: _Chunk | _Rest) -> tuple[str | None, Sequence[MediaPart]]:
-    if isinstance(item, _Chunk):
-        return item.thinking + item.text, ()
-    if item.error is not None:
-        return None, ()  # opaque: held for the final check, which the judge fails under on_error
-    text = "\n".join(p.text for p in item.parts if isinstance(p, Text))
-    media = tuple(p for p in item.parts if not isinstance(p, Text))
-    return ("\n" + text if text else ""), media  # type: ignore[return-value]
-
-
 def refused_response(kind: type[Response], decision: Decision, lead: str = "") -> Response:
     """The refusal in the shape the caller asked for; the verdict in ``additional_kwargs`` and
     ``raw`` under ``"omniguard"`` (never in the message: some LLMs send a message's kwargs on)."""
@@ -104,7 +94,7 @@ class AnswerStream:
         self._tool_calls = tool_calls
         self._policy = policy
         self._mode = mode
-        self.rail: StreamRail[Any] = StreamRail(settings, read=_read)
+        self.rail: StreamRail[Any] = StreamRail(settings, read=self._read)
         self._last: Response | None = None
         self._seen = ""  # the answer text (no reasoning) read from the source so far
         self._shown = ""
@@ -148,6 +138,19 @@ class AnswerStream:
         yield self._rest()
 
     # ------------------------------------------------------------------ reading
+
+    def _read(self, item: _Chunk | _Rest) -> tuple[str | None, Sequence[MediaPart]]:
+        """The rail's view of an item. The answer's other content follows its text as the judge
+        reads a whole answer (text parts a blank line apart), so a call gets the same verdict
+        streamed or not."""
+        if isinstance(item, _Chunk):
+            return item.thinking + item.text, ()
+        if item.error is not None:
+            return None, ()  # opaque: held for the final check, which the judge fails under on_error
+        text = "\n\n".join(p.text for p in item.parts if isinstance(p, Text) and p.text.strip())
+        media = tuple(p for p in item.parts if not isinstance(p, Text))
+        lead = "\n\n" if text and self.rail.text.strip() else ""
+        return lead + text, media  # type: ignore[return-value]
 
     def _chunk(self, response: Response) -> _Chunk:
         self._last = response

@@ -261,3 +261,19 @@ def test_an_engine_on_the_guarded_llm_is_guarded(judge):
     response = engine.query("what is in the archive?")
 
     assert str(response) == REFUSAL_S9  # the retrieved bomb text was in the prompt the LLM would read
+
+
+async def test_a_tool_call_is_judged_the_same_streamed_or_not():
+    prompts: list[str] = []
+    rule = keyword_handler({"bomb": "S9"})
+    judge = scripted_judge(lambda prompt, media: prompts.append(prompt) or rule(prompt, media), cache_size=0)
+    tool = FunctionTool.from_defaults(lambda to, body: "ok", name="send_email", description="Send an email.")
+    answer = call("send_email", "Sending it.", to="bob", body="lunch?")
+
+    await OmniGuardLLM(Script(answer).llm(), judge=judge).achat_with_tools([tool], user_msg="email bob")
+    whole = prompts[-1]
+    streamed = OmniGuardLLM(Script(answer, stream="async").llm(), judge=judge)
+    _ = [c async for c in await streamed.astream_chat_with_tools([tool], user_msg="email bob")]
+
+    assert prompts[-1] == whole and "send_email" in whole
+    judge.close()
