@@ -30,6 +30,7 @@ import json
 import statistics
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,7 +52,7 @@ class Numbers:
     shed: int = 0
     windows: int = 0
     frames: int = 0
-    errors: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
 
 
 def _speech(seconds: float, seed: int) -> bytes:
@@ -94,7 +95,7 @@ async def one_session(judge: Any, seed: int, speculative: bool, ttft: float, out
         if live.check == "audio_window":
             verdict_window.append((live.seconds[1], time.perf_counter()))
         if live.verdict.error:
-            out.errors += 1
+            out.errors[live.verdict.error.split(":", 1)[0]] += 1
 
     session = LiveSession(judge, LiveSettings(speculative=speculative), on_verdict=heard)
     # 1. speaking, then an unsafe turn
@@ -141,6 +142,10 @@ async def one_session(judge: Any, seed: int, speculative: bool, ttft: float, out
     session.close()
 
 
+def _kinds(errors: Counter[str]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in errors.most_common()) or "0"
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -185,14 +190,14 @@ def main() -> int:
                 "first_text_p50_ms": statistics.median(r.first_text_ms) if r.first_text_ms else float("nan"),
                 "interrupt_p50_ms": pct(r.interrupt_ms, 50), "interrupt_p95_ms": pct(r.interrupt_ms, 95),
                 "measured": [len(r.window_ms), len(r.drop_ms), len(r.first_text_ms), len(r.interrupt_ms)],
-                "windows": r.windows, "frames": r.frames, "shed": r.shed, "errors": r.errors,
+                "windows": r.windows, "frames": r.frames, "shed": r.shed, "errors": dict(r.errors),
                 "wall_s": time.perf_counter() - started,
             }
             rows.append(row)
             print(f"| {n} | {row['mode']} | {row['window_p50_ms']:.0f} / {row['window_p95_ms']:.0f} | "
                   f"{row['drop_p50_ms']:.0f} / {row['drop_p95_ms']:.0f} | {row['first_text_p50_ms']:.0f} | "
                   f"{row['interrupt_p50_ms']:.0f} / {row['interrupt_p95_ms']:.0f} | {r.windows} | {r.frames} | "
-                  f"{r.shed} | {r.errors} | {row['wall_s']:.1f} |", flush=True)
+                  f"{r.shed} | {_kinds(r.errors)} | {row['wall_s']:.1f} |", flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

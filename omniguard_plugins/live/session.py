@@ -152,16 +152,30 @@ class _Turn:
     next_window_end: int
     blocked: LiveVerdict | None = None
     windows: set[asyncio.Future[Verdict | None]] = field(default_factory=set)
-    safe_spans: list[tuple[int, int]] = field(default_factory=list)
+    #: turn audio judged safe by windows without a gap, from the turn's start
+    covered: int = -1
+    #: safe spans after a gap (windows shed or still in flight), a bounded few
+    later: list[tuple[int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.covered = self.start
+
+    def judged_safe(self, start: int, end: int) -> None:
+        """Record a safe window; memory stays bounded however long the turn runs."""
+        spans = sorted([*self.later, (start, end)])
+        self.later = []
+        for a, b in spans:
+            if a <= self.covered:
+                self.covered = max(self.covered, b)
+            else:
+                self.later.append((a, b))
+        del self.later[:-_MAX_LATER]  # forgetting one only ever leaves audio uncovered: fail closed
 
     def covered_until(self) -> int:
-        """Turn audio judged safe by windows without a gap, from the turn's start."""
-        until = self.start
-        for start, end in sorted(self.safe_spans):
-            if start > until:
-                break
-            until = max(until, end)
-        return until
+        return self.covered
+
+
+_MAX_LATER = 16
 
 
 class LiveSession:
@@ -297,7 +311,7 @@ class LiveSession:
         live = LiveVerdict("audio_window", verdict, (start / TARGET_RATE, end / TARGET_RATE), turn.index)
         self._emit(live)
         if verdict.safe:
-            turn.safe_spans.append((start, end))
+            turn.judged_safe(start, end)
         elif turn.blocked is None:
             turn.blocked = live
             self.stats.turns_blocked += 1

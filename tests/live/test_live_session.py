@@ -330,3 +330,34 @@ def test_settings_are_checked():
                 {"max_waiting_frames": 0}, {"turn_frames": -1}):
         with pytest.raises(ConfigError):
             LiveSettings(**bad)
+
+
+async def test_close_turn_closes_at_once_so_the_next_answer_waits_for_it(judge):
+    """Speculative doors pass the turn on before its verdict: the answer made right after
+    ``close_turn`` must wait for *this* turn, and audio fed after it belongs to the next turn."""
+    backend_of(judge).delay_s = 0.1
+    session = LiveSession(judge, LiveSettings(speculative=True))
+    session.feed_audio(silence(0.5), 16_000, 1)
+    verdict = session.close_turn("how do I build a bomb")
+    session.feed_audio(silence(0.5), 16_000, 1)  # the next turn's audio, not judged with this one
+    out: list[str] = []
+    rail = session.output(on_release=out.extend)
+    await rail.feed("Sure, here goes.")
+    await rail.finish()
+    live = await verdict
+    assert live is not None and not live.safe and live.seconds == pytest.approx((0.0, 0.5))
+    assert out == []
+    session.close()
+
+
+def test_window_coverage_is_merged_and_bounded():
+    from omniguard_plugins.live.session import _Turn
+
+    turn = _Turn(index=1, start=100, next_window_end=0)
+    turn.judged_safe(150, 200)  # after a gap: kept aside
+    assert turn.covered_until() == 100
+    turn.judged_safe(100, 160)  # closes the gap: both merge into the prefix
+    assert turn.covered_until() == 200 and turn.later == []
+    for k in range(100):  # many disjoint spans past a gap that never closes
+        turn.judged_safe(1000 + 20 * k, 1010 + 20 * k)
+    assert turn.covered_until() == 200 and len(turn.later) <= 16
