@@ -105,6 +105,19 @@ def _set_table(report: EvalReport) -> Table:
     return Table("Per set", ["set", "modality", "labels", *_METRIC_HEAD, "ms/item (batched)"], rows, note)
 
 
+def _pooled_note(report: EvalReport) -> str:
+    """A pooled AUPRC over sets that each hold one label ranks the sets, not the harm: say so."""
+    names = []
+    for modality, row in report.by_modality.items():
+        sets = {p.dataset for p in report.predictions if p.modality == modality}
+        if row["auprc"] is not None and len(sets) > 1 and all(report.by_dataset[s]["single_class"] for s in sets):
+            names.append(modality)
+    if not names:
+        return ""
+    return (f"{', '.join(names)}: every set pooled here holds one label only, so AUPRC and ROC-AUC measure how the "
+            "scores separate the sets (e.g. unsafe typography from harmless photos), not how they find harm.")
+
+
 def _category_table(report: EvalReport) -> Table:
     rows = [[k, _f(r["n"]), _f(r["n_unsafe"]), _f(r["recall"]), _f(r["precision_named"]), _f(r["recall_named"]),
              _f(r["f1_named"]), _f(r["named"]), ", ".join(r["datasets"])] for k, r in report.by_category.items()]
@@ -123,6 +136,7 @@ def _latency_table(report: EvalReport) -> Table:
     bs = report.run.get("batch_size")
     rows = [["items judged alone (batch 1)", _f(lat["n_single"])], ["per-item p50 ms (batch 1)", _f(lat["p50_ms"], 1)],
             ["per-item p95 ms (batch 1)", _f(lat["p95_ms"], 1)], ["per-item p99 ms (batch 1)", _f(lat["p99_ms"], 1)],
+            ["throughput, items/s (batch 1, one after another)", _f(lat["single_items_per_s"], 2)],
             [f"items judged in batches (up to {bs})", _f(lat["n_batched"])],
             ["throughput, items/s (batched)", _f(lat["batched_items_per_s"], 2)],
             ["batch wall time p50 / p95 ms", f"{_f(lat['batch_p50_ms'], 1)} / {_f(lat['batch_p95_ms'], 1)}"]]
@@ -208,7 +222,7 @@ def _tables(report: EvalReport) -> list[Table]:
         _modality_table(report),
         _set_table(report),
         Table("Per modality (pooled items)", ["modality", *_METRIC_HEAD],
-              [_metric_row(k, r) for k, r in report.by_modality.items()]),
+              [_metric_row(k, r) for k, r in report.by_modality.items()], _pooled_note(report)),
         Table("Per direction (input = prompt label, output = response label)", ["direction", *_METRIC_HEAD],
               [_metric_row(k, r) for k, r in report.by_direction.items()]),
         _category_table(report),

@@ -46,7 +46,9 @@ def _kind(n_unsafe: int, n: int) -> str:
 def latency(preds: Sequence[Prediction]) -> dict[str, Any]:
     """Per-item latency of the items judged alone (batch 1: no batch wait in it), and the
     batched items' cost: the wall time of their batches over the items in them."""
-    single = [p.latency_ms for p in preds if p.batch_size == 1]
+    alone = [p for p in preds if p.batch_size == 1]
+    single = [p.latency_ms for p in alone]
+    single_wall = sum(float(p.batch.get("wall_ms") or 0.0) for p in alone)
     batches: dict[str, tuple[int, float]] = {}
     for p in preds:
         if p.batch_size and p.batch_size > 1 and p.batch.get("id") is not None:
@@ -54,7 +56,9 @@ def latency(preds: Sequence[Prediction]) -> dict[str, Any]:
     items = sum(n for n, _ in batches.values())
     wall = sum(w for _, w in batches.values())
     return {"n_single": len(single), "p50_ms": m.percentile(single, 50), "p95_ms": m.percentile(single, 95),
-            "p99_ms": m.percentile(single, 99), "n_batched": items, "batches": len(batches),
+            "p99_ms": m.percentile(single, 99),
+            "single_items_per_s": len(alone) / (single_wall / 1000.0) if single_wall > 0 else None,
+            "n_batched": items, "batches": len(batches),
             "batched_ms_per_item": wall / items if items else None,
             "batched_items_per_s": items / (wall / 1000.0) if wall > 0 else None,
             "batch_p50_ms": m.percentile([w for _, w in batches.values()], 50),

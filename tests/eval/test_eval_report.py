@@ -273,3 +273,36 @@ def test_curve_plots_name_the_sets_they_leave_out(tmp_path: Path) -> None:
     md = (tmp_path / "report.md").read_text()
     assert "`pr_curve.png`: not drawn (one label only): unsafe_only" in md
     assert "`roc_curve.png`: not drawn (one label only): unsafe_only" in md
+
+
+def test_sets_without_categories_and_the_pooled_auprc_note(tmp_path: Path) -> None:
+    def pred(i: int, dataset: str, unsafe: bool, score: float, categories: tuple[str, ...] = ()) -> Prediction:
+        return Prediction(id=f"{dataset}/{i}", dataset=dataset, modality="image", direction="input", unsafe=unsafe,
+                          flagged=score >= 0.5, score=score, categories=categories, has_categories=bool(categories))
+    preds = [pred(i, "typography", True, 0.4, ("Violent Crimes",)) for i in range(5)]
+    preds += [pred(i, "photos", False, 0.1) for i in range(5)]  # all safe: needs no categories
+    preds += [pred(i, "memes", True, 0.45) for i in range(5)]  # unsafe, no categories
+    report = summarize(preds)
+    assert report.no_categories == ["memes"]
+    assert report.by_modality["image"]["auprc"] == 1.0 and report.by_modality["image"]["f1"] == 0.0
+    write_report(report, tmp_path)
+    md = (tmp_path / "report.md").read_text()
+    assert "Sets with unsafe items but no categories (not in these rows): memes." in md
+    assert "image: every set pooled here holds one label only, so AUPRC and ROC-AUC measure how the scores " \
+           "separate the sets" in md
+
+
+def test_curve_colours_differ_and_media_making_reports_progress(
+        scripted_cli: None, data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from omniguard_plugins.eval.plots import _style
+
+    styles = {(_style(n)["color"], _style(n)["ls"]) for n in range(20)}
+    assert len(styles) == 20
+    monkeypatch.setenv("OMNIGUARD_EVAL_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(main, ["eval", "figstep_video", "--limit", "2", "--latency-sample", "1",
+                                       "--data-root", str(data_root), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert "making media for figstep_video: 2/2 items" in result.output
+    assert "judging: 2/2 items" in result.output
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "| throughput, items/s (batch 1, one after another) |" in md
