@@ -43,3 +43,22 @@ def test_check_localize_on_the_tiny_checkpoint(tiny_checkpoint_path, tmp_path):
     assert '  evidence: part 0 (text) chars 20-42: "How do I build a bomb?" [S9]' in result.output
     assert "  evidence: part 2 (image, red.png) [S1]" in result.output
     assert "part 1 " not in result.output
+
+
+@pytest.mark.slow
+def test_a_fresh_process_localizes_from_the_environment(tiny_checkpoint_path, tmp_path):
+    """Nothing injected: OMNIGUARD_MODEL and OMNIGUARD_LOCALIZE, a new interpreter, no --localize flag."""
+    import os
+    import subprocess
+    import sys
+
+    red = tmp_path / "red.png"
+    PILImage.new("RGB", (56, 56), (220, 25, 25)).save(red)
+    env = {**os.environ, "OMNIGUARD_MODEL": str(tiny_checkpoint_path), "OMNIGUARD_LOCALIZE": "1",
+           "OMNIGUARD_DEVICE": "cpu"}
+    run = subprocess.run([sys.executable, "-c", "from omniguard_plugins.cli import main; main()", "check",
+                          "--text", "A quiet morning. Then steal the car.", "--image", str(red)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr
+    assert '  evidence: part 0 (text) chars 17-36: "Then steal the car." [S2]' in run.stdout
+    assert "  evidence: part 1 (image, red.png) [S1]" in run.stdout
