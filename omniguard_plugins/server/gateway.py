@@ -38,13 +38,11 @@ from typing import Any
 from ..content import Conversation, Turn
 from ..doors import Ask, Stage, summarize
 from ..errors import ConfigError, ContentError
-from ..judge import OmniGuard
 from ..openai_answers import AnswerStream, answer_parts, blocked_event, has_content
 from ..openai_messages import conversation_from_openai
 from ..streaming import StreamRail, StreamSettings, Window, amoderate
 from ..verdict import Verdict
-from .moderations import raise_if_shed
-from .serving import GuardServing, ServingError
+from .serving import ServingBase, ServingError
 from .upstream import Upstream
 
 __all__ = ["ContentBlocked", "GatewayReply", "GatewayServing", "verdict_header", "verdict_json"]
@@ -72,31 +70,28 @@ class GatewayReply:
     events: AsyncIterator[str] | None = None
 
 
-class GatewayServing:
-    """Judge, forward, judge. ``error_event`` turns an exception raised mid-stream into the
-    OpenAI error object the app's one error mapping makes of it. ``timeout_s`` bounds the
-    upstream (see the module docstring; default ``serving.request_timeout_s``)."""
+class GatewayServing(ServingBase):
+    """Judge, forward, judge, on the judge and settings of ``serving``. ``error_event`` turns an
+    exception raised mid-stream into the OpenAI error object the app's one error mapping makes
+    of it. ``timeout_s`` bounds the upstream (see the module docstring; default the request
+    timeout)."""
 
-    def __init__(self, serving: GuardServing, upstream: Upstream, *,
+    def __init__(self, serving: ServingBase, upstream: Upstream, *,
                  error_event: Callable[[BaseException], dict[str, Any]],
                  stream_settings: StreamSettings | None = None, timeout_s: float | None = None) -> None:
         if timeout_s is not None and not timeout_s > 0:
             raise ConfigError(f"the upstream timeout must be positive seconds, got {timeout_s!r}")
-        self.serving = serving
+        super().__init__(serving)
         self.upstream = upstream
         self.error_event = error_event
         self.stream_settings = stream_settings or StreamSettings()
-        self.timeout_s = float(timeout_s or serving.request_timeout_s)
-
-    @property
-    def judge(self) -> OmniGuard:
-        return self.serving.judge
+        self.timeout_s = float(timeout_s or self.request_timeout_s)
 
     async def list_models(self) -> dict[str, Any]:
         """The upstream's models (what a client may ask the gateway for), plus the judge model,
         whose chat completions the gateway answers itself."""
         listing = await self.upstream.models(timeout_s=self.timeout_s)
-        judge_model = self.serving.judge_model_name
+        judge_model = self.judge_model_name
         data = [m for m in listing["data"] if not (isinstance(m, dict) and m.get("id") == judge_model)]
         data.append({"id": judge_model, "object": "model", "owned_by": "omniguard"})
         return {**listing, "object": "list", "data": data}
@@ -106,7 +101,7 @@ class GatewayServing:
             raise ServingError(400, "the gateway judges one answer per request; n must be 1", param="n")
         deadline = asyncio.get_running_loop().time() + self.timeout_s
         conversation = conversation_from_openai(body.get("messages") or [])  # ContentError -> 400
-        verdict = await self._check(Ask(conversation, stage="input"))
+        verdict = await self.verdict(Ask(conversation, stage="input"))  # shed: OverloadedError (429)
         if not verdict.safe:
             raise ContentBlocked(verdict)
         headers = {INPUT_HEADER: summarize(verdict, "input").header()}
@@ -126,7 +121,7 @@ class GatewayServing:
             def answered() -> Conversation:  # built inside the check: a part the judge cannot read meets on_error
                 return Conversation((*turns, Turn("assistant", answer_parts(message, audio_format=audio_format))))
 
-            output = await self._check(Ask(answered, stage="output"))
+            output = await self.verdict(Ask(answered, stage="output"))
             headers[OUTPUT_HEADER] = summarize(output, "output").header()
         completion["omniguard"] = _verdicts(verdict, output)
         if output is not None and not output.safe:
@@ -134,11 +129,6 @@ class GatewayServing:
                                       "message": {"role": "assistant", "content": None,
                                                   "refusal": summarize(output, "output").blocked_message()}}]
         return GatewayReply(headers, body=completion)
-
-    async def _check(self, ask: Ask) -> Verdict:
-        verdict: Verdict = await self.serving._bounded(self.judge.acheck(ask))
-        raise_if_shed(verdict)
-        return verdict
 
     async def _events(self, chunks: AsyncIterator[dict[str, Any]], reader: AnswerStream, conversation: Conversation,
                       input_verdict: Verdict) -> AsyncIterator[str]:
