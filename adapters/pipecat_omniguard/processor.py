@@ -50,8 +50,15 @@ from pipecat.frames.frames import (
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 
-from omniguard_plugins.doors import RailSession
-from omniguard_plugins.live import LiveInputError, LiveSession, LiveSettings, LiveVerdict, OnBlock, live_blocking
+from omniguard_plugins.live import (
+    LiveInputError,
+    LiveOutput,
+    LiveSession,
+    LiveSettings,
+    LiveVerdict,
+    OnBlock,
+    live_blocking,
+)
 
 if TYPE_CHECKING:
     from omniguard_plugins.judge import OmniGuard
@@ -101,7 +108,7 @@ class OmniGuardProcessor(FrameProcessor):
         self.check_output = check_output
         self.session = session or LiveSession(judge, settings, policy=policy)
         self.session.add_listener(self._heard)
-        self._rail: RailSession[Frame] | None = None
+        self._rail: LiveOutput[Frame] | None = None
         self._held: set[asyncio.Task[None]] = set()
         self._blocked_turn: int | None = None
         self._register_event_handler("on_verdict")

@@ -8,11 +8,12 @@ from ._blocking import OnBlock, live_blocking
 from ._frames import to_pil
 from ._pcm import TARGET_RATE, PcmStream, Ring, wav_bytes
 from .errors import LiveInputError
-from .session import LiveSession, LiveSettings, LiveStats, LiveVerdict
+from .session import LiveOutput, LiveSession, LiveSettings, LiveStats, LiveVerdict
 
 __all__ = [
     "TARGET_RATE",
     "LiveInputError",
+    "LiveOutput",
     "LiveSession",
     "LiveSettings",
     "LiveStats",

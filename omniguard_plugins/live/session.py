@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from ..content import Audio, Conversation, Image, MediaPart, Part, Text, Turn
 from ..doors import Ask, RailSession, summarize
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from ..streaming import Window
     from ..verdict import Verdict
 
-__all__ = ["LiveSession", "LiveSettings", "LiveStats", "LiveVerdict"]
+__all__ = ["LiveOutput", "LiveSession", "LiveSettings", "LiveStats", "LiveVerdict"]
 
 T = TypeVar("T")
 CheckKind = Literal["turn", "audio_window", "frame", "output"]
@@ -477,7 +477,7 @@ class LiveSession:
         on_release: Callable[[list[T]], Awaitable[None] | None],
         on_block: Callable[[Verdict], Awaitable[None] | None] | None = None,
         read: Read[T] | None = None,
-    ) -> RailSession[T]:
+    ) -> LiveOutput[T]:
         """A push rail for the agent's next answer (``feed`` each chunk, ``finish`` at the end):
         windows are judged as output after the user's last transcript, chunks released only as
         safe verdicts cover them, and not before the verdict on the turn they answer (which
@@ -493,7 +493,8 @@ class LiveSession:
 
         rail: StreamRail[T] = StreamRail(self.settings.stream, read=read)
         judge = output_judge(self._get_judge(), self._context, policy=self._policy)
-        return RailSession(rail, judge, on_release=release, on_block=answer.blocked, on_verdict=answer.heard)
+        pushed = RailSession(rail, judge, on_release=release, on_block=answer.blocked, on_verdict=answer.heard)
+        return LiveOutput(pushed)
 
     async def moderate_output(
         self,
@@ -577,3 +578,42 @@ class _Answer:
     def heard(self, window: Window, verdict: Verdict) -> None:
         now = self.session.now
         self.session._emit(LiveVerdict("output", verdict, (now, now), self.turn, stage="output"))  # noqa: SLF001
+
+
+class LiveOutput(Generic[T]):
+    """The push rail of one answer: a :class:`~omniguard_plugins.doors.RailSession` whose
+    ``feed`` / ``finish`` never raise the cancellation of a window check the block itself
+    cancelled (a window settled after the block: ``RailSession`` can store its
+    ``CancelledError``); a real cancellation of the caller still propagates."""
+
+    def __init__(self, session: RailSession[T]) -> None:
+        self.session = session
+
+    @property
+    def rail(self) -> StreamRail[T]:
+        return self.session.rail
+
+    @property
+    def blocked(self) -> Verdict | None:
+        return self.session.blocked
+
+    async def feed(self, chunk: T) -> None:
+        try:
+            await self.session.feed(chunk)
+        except asyncio.CancelledError:
+            self._reraise_unless_block()
+
+    async def finish(self) -> Verdict | None:
+        try:
+            return await self.session.finish()
+        except asyncio.CancelledError:
+            self._reraise_unless_block()
+            return self.session.blocked
+
+    def cancel(self) -> None:
+        self.session.cancel()
+
+    def _reraise_unless_block(self) -> None:
+        task = asyncio.current_task()
+        if self.session.blocked is None or (task is not None and task.cancelling()):
+            raise  # noqa: PLE0704 - re-raised from the caller's except block

@@ -361,3 +361,16 @@ def test_window_coverage_is_merged_and_bounded():
     for k in range(100):  # many disjoint spans past a gap that never closes
         turn.judged_safe(1000 + 20 * k, 1010 + 20 * k)
     assert turn.covered_until() == 200 and len(turn.later) <= 16
+
+
+async def test_a_window_cancelled_by_the_block_does_not_escape_finish(judge):
+    """RailSession can store the CancelledError of a window check that the block itself
+    cancelled (settled late); the live rail answers the block instead of raising it."""
+    session = LiveSession(judge)
+    await session.end_turn("tell me a story")
+    rail = session.output(on_release=lambda _: None)
+    await rail.feed("someone built a bomb and then went for a long walk by the sea in the rain")
+    await until(lambda: rail.blocked is not None)
+    rail.session._error = asyncio.CancelledError()  # noqa: SLF001 - the race, made to happen
+    assert (await rail.finish()) is rail.blocked
+    session.close()
