@@ -73,9 +73,11 @@ class GenerationResult:
 class Backend(Protocol):
     #: identifies the model in cache keys and metrics (e.g. a checkpoint path or URL)
     model_id: str
-    #: ``prepare`` does enough CPU work (tokenising, image patches) that async callers should
-    #: run it off their event loop
-    prepares_in_caller: bool
+    @property
+    def prepares_in_caller(self) -> bool:
+        """``prepare`` does enough CPU work (tokenising, image patches) that async callers should
+        run it off their event loop (a read-only property: a backend may decide it per device)."""
+        ...
 
     def prepare(self, request: GenerationRequest) -> GenerationRequest:
         """CPU preprocessing in the caller's thread; the identity when there is none."""

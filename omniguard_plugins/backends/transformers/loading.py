@@ -81,7 +81,7 @@ def load_thinker(model: str | os.PathLike[str], *, device: str = "auto",
             f"OmniGuard model {name!r} {hint}: set OMNIGUARD_MODEL to a local OmniGuard checkpoint folder, "
             f"or OMNIGUARD_URL to a running `omniguard serve` / vLLM endpoint"
         ) from exc
-    thinker.to(device)
+    thinker.to(device)  # type: ignore[arg-type]  # transformers' stubs type .to() for a model, not a device
     thinker.eval()
     processor.tokenizer.padding_side = "left"
     return thinker, processor, name, device
