@@ -111,6 +111,7 @@ class OmniGuardProcessor(FrameProcessor):
         self._rail: LiveOutput[Frame] | None = None
         self._held: set[asyncio.Task[None]] = set()
         self._blocked_turn: int | None = None
+        self._turn_open = False
         self._register_event_handler("on_verdict")
 
     @classmethod
@@ -140,8 +141,10 @@ class OmniGuardProcessor(FrameProcessor):
         elif isinstance(frame, InterimTranscriptionFrame) and self.check_input:
             pass  # partial text: judged with the turn when the final transcription comes
         elif isinstance(frame, VADUserStoppedSpeakingFrame) and self.check_input and self.turn_end == "vad":
+            self._turn_open = False
+            verdict = self.session.close_turn(None)  # closed now: audio after the stop is the next turn's
             await self.push_frame(frame, direction)
-            self._spawn(self._end_spoken_turn())
+            self._spawn(self._spoken_turn_judged(verdict))
         elif isinstance(frame, (VADUserStartedSpeakingFrame, UserStartedSpeakingFrame)) and self.check_input:
             self._turn_starts()
             await self.push_frame(frame, direction)
@@ -172,8 +175,11 @@ class OmniGuardProcessor(FrameProcessor):
     # -------------------------------------------------------------- the user's side
 
     def _turn_starts(self) -> None:
-        if self.session.turn_blocked is None:
+        # the first start signal opens the turn (VAD, then the aggregator's, may both come);
+        # a later one must not drop the audio the turn already has
+        if not self._turn_open and self.session.turn_blocked is None:
             self.session.start_turn()
+        self._turn_open = True
 
     def _feed_audio(self, frame: InputAudioRawFrame) -> None:
         try:
@@ -197,6 +203,7 @@ class OmniGuardProcessor(FrameProcessor):
             await self.push_frame(frame)
 
     async def _end_turn(self, frame: TranscriptionFrame) -> None:
+        self._turn_open = False
         if self.session.settings.speculative:
             turn = self.session.close_turn(frame.text)
             await self.push_frame(frame)
@@ -208,8 +215,8 @@ class OmniGuardProcessor(FrameProcessor):
         else:
             await self._turn_blocked(live)
 
-    async def _end_spoken_turn(self) -> None:
-        live = await self.session.end_turn(None)
+    async def _spoken_turn_judged(self, verdict: asyncio.Future[LiveVerdict | None]) -> None:
+        live = await verdict
         if live is not None and not live.safe:
             await self._turn_blocked(live)
 

@@ -206,3 +206,16 @@ async def test_turn_end_vad_judges_a_spoken_turn_without_a_transcript(judge):
     assert turns[1].seconds[0] == pytest.approx(turns[0].seconds[1], abs=0.01)
     assert refusals(down) == ["I can't help with that: it was flagged as unsafe (Violent Crimes)."]
     assert sum(isinstance(f, VADUserStoppedSpeakingFrame) for f in down) == 2  # never held
+
+
+async def test_a_second_start_signal_keeps_the_audio_the_turn_already_has(judge):
+    """The transport's VAD and then the user aggregator both say the user started: the unsafe
+    start of the utterance, fed between the two, stays in the turn."""
+    pcm, rate = speech("hello how are you")
+    clean, _ = speech("I am fine thank you")
+    frames = [VADUserStartedSpeakingFrame(), *audio_frames(with_alarm(pcm, rate), rate), UserStartedSpeakingFrame(),
+              *audio_frames(clean, rate), TranscriptionFrame("hello how are you i am fine thank you", "user", "t")]
+    guard = OmniGuardProcessor(judge, settings=LiveSettings(window_s=10.0, max_turn_s=20.0))
+    down, _ = await run_test(guard, frames_to_send=frames)
+    assert not [f for f in down if isinstance(f, TranscriptionFrame)]
+    assert refusals(down) == ["I can't help with that: it was flagged as unsafe (Violent Crimes)."]
