@@ -72,3 +72,23 @@ def test_media_cache_is_still_shared_by_the_same_bytes():
     first = decode_part(Audio(data), MediaLimits(), cache)
     second = decode_part(Audio(data), MediaLimits(), cache)
     assert first is second and first[0].key == ("audio", first[0].sha256, None)
+
+
+def test_tower_cache_keys_tell_equal_shaped_spans_apart():
+    from omniguard_plugins.backends.base import GenerationRequest
+    from omniguard_plugins.backends.transformers.media_features import media_keys
+
+    video = DecodedVideo(np.zeros((20, 8, 8, 3), np.uint8), 2.0, "def")
+    audio = DecodedAudio(np.zeros(160_000, np.float32), "abc")
+    keys = media_keys([GenerationRequest("p", media=(video.span(0, 1), video.span(1, 2), audio.span(0, 1),
+                                                     audio.span(1, 2)))])
+    assert len(set(keys["video"])) == 2 and len(set(keys["audio"])) == 2
+
+
+def test_the_encoded_part_cache_tells_spans_apart():
+    from omniguard_plugins.backends.openai import OpenAIBackend
+
+    backend = OpenAIBackend(["http://127.0.0.1:9"], model="m")
+    audio = DecodedAudio((np.arange(32_000) % 7 / 10).astype(np.float32), "abc")
+    first, second = backend._media_part(audio.span(0, 1)), backend._media_part(audio.span(1, 2))
+    assert first != second and backend._media_part(audio.span(0, 1)) is first
