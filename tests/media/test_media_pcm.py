@@ -90,5 +90,8 @@ def test_the_encoded_part_cache_tells_spans_apart():
 
     backend = OpenAIBackend(["http://127.0.0.1:9"], model="m")
     audio = DecodedAudio((np.arange(32_000) % 7 / 10).astype(np.float32), "abc")
-    first, second = backend._media_part(audio.span(0, 1)), backend._media_part(audio.span(1, 2))
-    assert first != second and backend._media_part(audio.span(0, 1)) is first
+    try:
+        first, second = backend._media_part(audio.span(0, 1)), backend._media_part(audio.span(1, 2))
+        assert first != second and backend._media_part(audio.span(0, 1)) is first
+    finally:
+        backend.close()
