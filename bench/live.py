@@ -5,8 +5,8 @@ Each simulated session, paced in real time, runs three phases against one shared
 1. **Speaking.** 6 s of microphone PCM (20 ms chunks at 16 kHz, every 20 ms) with a camera at
    10 fps; rolling windows (3 s, one per second) and sampled frames (1/s) are judged while it
    runs. *Window latency*: from the window's last sample arriving to its verdict (queueing in
-   the session included). The turn then ends with an unsafe transcript: *turn drop*: from the
-   end of the utterance to the blocking verdict.
+   the session included; *judge* is the check's own latency). The turn then ends with an unsafe
+   transcript: *turn drop*: from the end of the utterance to the blocking verdict.
 2. **A safe turn and its answer.** A 1 s utterance ends; the LLM answers (first token after
    ``--ttft`` s, then 10 characters every 30 ms, 300 characters). *First audible text*: from
    the end of the utterance to the first text the output rail releases to the TTS; default mode
@@ -46,6 +46,7 @@ UNSAFE_ANSWER = "Sure. To build a bo" + "mb you would first need " + "a casing a
 @dataclass
 class Numbers:
     window_ms: list[float] = field(default_factory=list)
+    judge_ms: list[float] = field(default_factory=list)
     drop_ms: list[float] = field(default_factory=list)
     first_text_ms: list[float] = field(default_factory=list)
     interrupt_ms: list[float] = field(default_factory=list)
@@ -94,6 +95,7 @@ async def one_session(judge: Any, seed: int, speculative: bool, ttft: float, out
     def heard(live: LiveVerdict) -> None:
         if live.check == "audio_window":
             verdict_window.append((live.seconds[1], time.perf_counter()))
+            out.judge_ms.append(live.verdict.latency_ms)
         if live.verdict.error:
             out.errors[live.verdict.error.split(":", 1)[0]] += 1
 
@@ -176,7 +178,7 @@ def main() -> int:
     asyncio.run(judge.acheck(user="warm up"))
     rows = []
     print(f"judge: {model} on {args.device}; LLM time to first token {args.ttft:.2f} s\n")
-    print("| sessions | mode | window p50 / p95 ms | turn drop p50 / p95 ms | first text p50 ms | "
+    print("| sessions | mode | window p50 / p95 ms (judge p50) | turn drop p50 / p95 ms | first text p50 ms | "
           "interrupt p50 / p95 ms | windows | frames | shed | errors | wall s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in [int(x) for x in args.sessions.split(",")]:
@@ -186,6 +188,7 @@ def main() -> int:
             row = {
                 "sessions": n, "mode": "speculative" if speculative else "default",
                 "window_p50_ms": pct(r.window_ms, 50), "window_p95_ms": pct(r.window_ms, 95),
+                "window_judge_p50_ms": pct(r.judge_ms, 50),
                 "drop_p50_ms": pct(r.drop_ms, 50), "drop_p95_ms": pct(r.drop_ms, 95),
                 "first_text_p50_ms": statistics.median(r.first_text_ms) if r.first_text_ms else float("nan"),
                 "interrupt_p50_ms": pct(r.interrupt_ms, 50), "interrupt_p95_ms": pct(r.interrupt_ms, 95),
@@ -194,7 +197,8 @@ def main() -> int:
                 "wall_s": time.perf_counter() - started,
             }
             rows.append(row)
-            print(f"| {n} | {row['mode']} | {row['window_p50_ms']:.0f} / {row['window_p95_ms']:.0f} | "
+            print(f"| {n} | {row['mode']} | {row['window_p50_ms']:.0f} / {row['window_p95_ms']:.0f} "
+                  f"({row['window_judge_p50_ms']:.0f}) | "
                   f"{row['drop_p50_ms']:.0f} / {row['drop_p95_ms']:.0f} | {row['first_text_p50_ms']:.0f} | "
                   f"{row['interrupt_p50_ms']:.0f} / {row['interrupt_p95_ms']:.0f} | {r.windows} | {r.frames} | "
                   f"{r.shed} | {_kinds(r.errors)} | {row['wall_s']:.1f} |", flush=True)
