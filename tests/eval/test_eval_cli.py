@@ -85,6 +85,7 @@ def test_compare_two_runs(scripted_cli: None, data_root: Path, tmp_path: Path) -
                                   "--out", str(tmp_path / "cmp")])
     assert result.exit_code == 0, result.output
     assert "6 items in both runs" in result.output and (tmp_path / "cmp" / "compare.md").exists()
+    assert "The runs differ in how they were made" in result.output and "| mode | verdict | score |" in result.output
 
 
 def test_user_errors_are_one_line(scripted_cli: None, data_root: Path, tmp_path: Path) -> None:
