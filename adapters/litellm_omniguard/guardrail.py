@@ -115,17 +115,16 @@ class OmniGuardGuardrail(CustomGuardrail):
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict: Any, response: Any) -> Any:
         if not self.checks_answers(data):
             return response
-        choices = field(response, "choices")
-        if not choices:
-            return response  # not a chat completion (embeddings, images): nothing this rail reads
-        message, audio_format = field(choices[0], "message"), _audio_format(data)
-        try:
-            parts: Sequence[Part] | None = answer_parts(message, audio_format=audio_format)
-        except ContentError:
-            parts = None  # judged anyway: the check meets the same error and on_error decides
-        if parts is not None and not has_content(parts):
-            return response  # an empty answer shows nothing to judge
-        self._decide("post_call", await self.checker.check(_answered(data["messages"], parts), "output"))
+        audio_format = _audio_format(data)
+        # not a chat completion (embeddings, images): no choices, nothing this rail reads; with n > 1
+        # every choice is an answer the caller sees
+        for choice in field(response, "choices") or []:
+            try:
+                parts: Sequence[Part] | None = answer_parts(field(choice, "message"), audio_format=audio_format)
+            except ContentError:
+                parts = None  # judged anyway: the check meets the same error and on_error decides
+            if parts is None or has_content(parts):  # an empty answer shows nothing to judge
+                self._decide("post_call", await self.checker.check(_answered(data["messages"], parts), "output"))
         return response
 
     async def async_post_call_streaming_iterator_hook(

@@ -113,6 +113,9 @@ class GatewayServing(ServingBase):
             reader = AnswerStream(audio_format=audio_format or "pcm16")
             return GatewayReply(headers, events=self._events(chunks, reader, conversation, verdict))
         completion = await self.upstream.complete(body, timeout_s=_left(deadline))
+        if len(completion["choices"]) > 1:  # asked for one: an answer the output verdict does not cover
+            raise ServingError(502, f"the upstream LLM answered {len(completion['choices'])} choices for n=1",
+                               type="server_error", code="upstream_error")
         message = completion["choices"][0].get("message") if completion["choices"] else None
         output = None  # an empty answer shows nothing: there is nothing to judge (as for an empty stream)
         if _judgeable(message, audio_format):

@@ -48,7 +48,8 @@ class Upstream:
         """The upstream's chat completion, within ``timeout_s`` (default: this client's)."""
         response = await self._within(self._send("POST", "/chat/completions", body, stream=False), timeout_s)
         data = _json(response)
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list) \
+                or not all(isinstance(c, dict) for c in data["choices"]):
             raise ServingError(502, "the upstream LLM's answer is not a chat completion", type="server_error",
                                code="upstream_error")
         return data

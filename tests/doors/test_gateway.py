@@ -145,6 +145,12 @@ def test_the_judge_model_keeps_its_meaning(client, upstream):
     assert len(seen(upstream)) == before
 
 
+def test_more_answers_than_asked_for_are_refused(client):
+    with pytest.raises(openai.InternalServerError) as err:  # n=1 was asked: a second answer would go unjudged
+        client.chat.completions.create(model="upstream-llm", messages=user("two answers please"))
+    assert err.value.status_code == 502 and "2 choices" in err.value.message
+
+
 def test_upstream_errors_are_openai_errors(client, gateway):
     with pytest.raises(openai.NotFoundError) as err:  # the client's to fix: kept as the upstream said it
         client.chat.completions.create(model="missing-model", messages=user("hello"))

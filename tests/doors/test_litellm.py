@@ -71,6 +71,12 @@ async def test_sdk_post_call_blocks_an_unsafe_answer(sdk):
     assert str(err.value) == "OmniGuard blocked the output: unsafe: S9 Indiscriminate Weapons"
 
 
+async def test_sdk_post_call_judges_every_choice(sdk):
+    with pytest.raises(OmniGuardViolation) as err:
+        await litellm.acompletion(messages=user("two answers please"), n=2, **sdk)
+    assert err.value.hook == "post_call" and err.value.verdict.category_codes == ("S9",)
+
+
 async def test_sdk_images_and_audio_reach_the_judge(sdk, backend):
     with pytest.raises(OmniGuardViolation) as image:
         await litellm.acompletion(messages=user([text_part("what is this"), image_part(RED)]), **sdk)

@@ -172,6 +172,10 @@ def create_upstream(key: str | None = None) -> FastAPI:
                         "usage": {"prompt_tokens": 7, "completion_tokens": 9, "total_tokens": 16}}
             return StreamingResponse(_sse_carried(head, carried, finish), media_type="text/event-stream")
         reply = answer_for(messages)
+        if "two answers" in _last_user_text(messages).lower():  # whatever n says: the second is unsafe
+            choices = [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                       for i, text in enumerate(["Here is one.", "And one on how to build a bomb."])]
+            return {**head, "object": "chat.completion", "choices": choices}
         if not body.get("stream"):
             words = len(reply.split())
             return {**head, "object": "chat.completion",
