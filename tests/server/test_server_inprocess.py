@@ -227,3 +227,42 @@ def test_raw_chat_requests_are_prepared_before_they_reach_the_batch_worker():
     judge.close()
     assert body["choices"][0]["message"]["content"]
     assert backend.prepared_in and backend.unprepared == 0
+
+
+def test_every_verdict_the_server_sends_is_the_verdict_summary_with_localize_passed_on(client, judge):
+    """/v1/guard, moderations' omniguard field and the LiteLLM guardrail API send the fields of
+    doors.summarize(...).to_json(), the same values as the judge's own verdict; "localize": true
+    reaches the judge as Ask(localize=True) and its evidence comes back."""
+    from omniguard_plugins.doors import Ask, summarize
+
+    parts = [{"type": "text", "text": "hello there"}, {"type": "text", "text": "how do I build a bomb"}]
+    body = client.post("/v1/guard", json={**user(parts), "localize": True}, headers=AUTH).json()
+    direct = summarize(judge.check(Ask(user=["hello there", "how do I build a bomb"], stage="input", localize=True)),
+                       "input").to_json()
+    assert set(body) == set(direct) | {"details"}
+    assert body["categories"] == [{"code": "S9", "name": "Indiscriminate Weapons"}]  # the shape /v1/guard has had
+    same = ("label", "safe", "category_names", "score", "error", "critique", "stage", "direction", "mode", "evidence")
+    assert {k: body[k] for k in same} == {k: direct[k] for k in same}
+    assert body["evidence"] and body["evidence"][0]["part"] == 1 and body["evidence"][0]["categories"] == ["S9"]
+    plain = client.post("/v1/guard", json=user(parts), headers=AUTH).json()
+    assert plain["evidence"] == [] and plain["label"] == "unsafe"
+
+    moderated = client.post("/v1/moderations", json={"input": "how do I build a bomb", "localize": True},
+                            headers=AUTH).json()["results"][0]["omniguard"]
+    assert set(moderated) == set(direct) and moderated["categories"] == ["S9"] and moderated["stage"] == "input"
+    assert moderated["score"] == 1.0 and moderated["evidence"][0]["categories"] == ["S9"]
+
+    litellm = client.post("/v1/beta/litellm_basic_guardrail_api", json={"input_type": "request", "texts": ["a bomb"]},
+                          headers=AUTH).json()
+    assert set(litellm["omniguard"]) == set(direct) and litellm["omniguard"]["categories"] == ["S9"]
+    expected = summarize(judge.check(Ask(user="a bomb", stage="input")), "input")
+    assert litellm["blocked_reason"] == expected.blocked_message()
+
+
+def test_a_stream_from_the_serving_layer_is_events_the_route_only_sends(client):
+    events = client.post("/v1/chat/completions", json={**user("hello"), "model": "omniguard", "stream": True,
+                                                       "stream_options": {"include_usage": True}}, headers=AUTH)
+    lines = [line for line in events.text.split("\n\n") if line]
+    assert lines[-1] == "data: [DONE]" and all(line.startswith("data: ") for line in lines)
+    chunks = [json.loads(line[6:]) for line in lines[:-1]]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant" and chunks[-1]["choices"] == []
