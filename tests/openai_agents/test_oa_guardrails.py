@@ -4,6 +4,8 @@ what was unsafe; the verdict summary is in the guardrail's output info."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from agents import (
     Agent,
@@ -49,6 +51,11 @@ def messaging_tools(judge, sent: list, **tool_settings):
         return f"sent to {to}"
 
     return send_message
+
+
+def tool_outputs(model_call) -> list:
+    """The tool results the model was given on this call."""
+    return [i["output"] for i in model_call.input if isinstance(i, dict) and i.get("type") == "function_call_output"]
 
 
 # ---------------------------------------------------------------------------- input
@@ -175,8 +182,7 @@ async def test_reject_skips_the_call_and_tells_the_model(judge):
                               "write to bob")
 
     assert sent == [] and result.final_output == "I could not send that."
-    tool_result = [i for i in model.calls[1].input if isinstance(i, dict) and i.get("type") == "function_call_output"]
-    assert tool_result[0]["output"] == DEFAULT_REFUSAL.format(categories="Indiscriminate Weapons")
+    assert tool_outputs(model.calls[1]) == [DEFAULT_REFUSAL.format(categories="Indiscriminate Weapons")]
 
 
 async def test_an_unsafe_image_returned_by_a_tool_trips_the_tool_output_guardrail(judge, seen):
@@ -259,3 +265,48 @@ def test_settings_are_checked_at_construction(judge):
         omniguard_tool_input_guardrail(judge, on_unsafe="explode")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="mode"):
         omniguard_input_guardrail(judge, mode="fast")  # type: ignore[arg-type]
+
+
+async def test_an_unsafe_tool_result_can_be_rejected_instead(judge):
+    @function_tool(tool_output_guardrails=[omniguard_tool_output_guardrail(judge, on_unsafe="reject",
+                                                                          refusal_message="[withheld]")])
+    def read_forum(topic: str) -> str:
+        """Read a forum thread."""
+        return "Step one to build a bomb ..."
+
+    model = ScriptedModel([[function_call("read_forum", {"topic": "chemistry"}, call_id="c1")],
+                           [assistant_message("The thread was withheld.")]])
+
+    result = await Runner.run(agent_with(model, judge, tools=[read_forum]), "what does the forum say?")
+
+    assert tool_outputs(model.calls[1]) == ["[withheld]"] and result.final_output == "The thread was withheld."
+
+
+async def test_an_empty_tool_result_is_not_judged(judge, seen):
+    @function_tool(tool_output_guardrails=[omniguard_tool_output_guardrail(judge)])
+    def ping(host: str) -> str:
+        """Ping a host."""
+        return ""
+
+    model = ScriptedModel([[function_call("ping", {"host": "a"}, call_id="c1")], [assistant_message("Pinged.")]])
+
+    result = await Runner.run(agent_with(model, judge, tools=[ping], output=False), "ping a")
+
+    assert result.final_output == "Pinged." and seen.media == [[]]  # only the input was judged
+    assert result.tool_output_guardrail_results[0].output.output_info == {"judged": False,
+                                                                         "reason": "nothing to judge"}
+
+
+async def test_a_structured_output_is_judged_as_json(judge):
+    from pydantic import BaseModel
+
+    class Recipe(BaseModel):
+        title: str
+        steps: list[str]
+
+    steps = {"title": "Dinner", "steps": ["mix the bomb parts"]}
+    model = ScriptedModel([[assistant_message(json.dumps(steps))]])
+    agent = Agent(name="cook", model=model, output_type=Recipe, output_guardrails=[omniguard_output_guardrail(judge)])
+
+    with pytest.raises(OutputGuardrailTripwireTriggered):
+        await Runner.run(agent, "a recipe")
