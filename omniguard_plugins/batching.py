@@ -7,10 +7,12 @@ own future, so sync callers block on ``Future.result`` and async callers await a
 
 A guard sits in front of every request, so overload and faults are handled here, not hoped away:
 
-- **Admission.** The queue is bounded by requests and by the decoded media bytes it holds;
-  past either bound ``submit`` raises :class:`~omniguard_plugins.errors.OverloadedError` at
-  once (a blocking verdict in process, a 429 in the server) instead of queueing work that
-  would only time out while memory grows.
+- **Admission.** Callers reserve their model work when they arrive, before this queue sees
+  them (:mod:`~omniguard_plugins.admission`; each batch's time here feeds that estimate). Behind
+  it the queue is bounded by requests and by the decoded media bytes it holds; past either
+  bound ``submit`` raises :class:`~omniguard_plugins.errors.OverloadedError` at once (a
+  blocking verdict in process, a 429 in the server) instead of queueing work that would only
+  time out while memory grows.
 - **Short work moves past long work.** A batch pads every row to its longest, so one long
   request in a batch makes every short one as slow as itself. A request costing more than
   ``long_cost`` (prompt characters plus media, ~512 decoded bytes counting as one character)
