@@ -3,8 +3,8 @@ each, and the items whose decision flipped.
 
 Both runs are scored on the items they share, so a run that judged more items than the other
 does not move the numbers by itself. Each delta carries a paired bootstrap 95% interval and
-p-value (the same resampled items for both runs); accuracy also gets the exact McNemar test
-on the items exactly one run got right.
+p-value (the same resampled items for both runs; AUPRC, ROC-AUC and ECE when both runs have
+scores); accuracy also gets the exact McNemar test on the items exactly one run got right.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import ConfigError
 from . import metrics as m
 from .predictions import Prediction, read_predictions
-from .summary import group_metrics
+from .summary import group_metrics, scores_of
 
 __all__ = ["Comparison", "compare_predictions", "compare_runs"]
 
@@ -104,6 +104,9 @@ def _tests(pa: Sequence[Prediction], pb: Sequence[Prediction]) -> dict[str, Any]
     y = [p.unsafe for p in pa]
     out: dict[str, Any] = dict(m.paired_bootstrap(y, [p.decision for p in pa], [p.decision for p in pb]))
     out["mcnemar_p"] = m.mcnemar_p([p.correct for p in pa], [p.correct for p in pb])
+    sa, sb = scores_of(pa), scores_of(pb)
+    if sa is not None and sb is not None:
+        out.update(m.paired_bootstrap_scores(y, sa, sb))
     return out
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["BOOTSTRAP_ROUNDS", "Counts", "average_precision", "best_threshold", "bootstrap_ci", "calibration_bins",
-           "mean_f1_ci", "resample_indices",
+           "mean_f1_ci", "paired_bootstrap_scores", "resample_indices",
            "choose_threshold", "counts", "expected_calibration_error", "mcnemar_p", "paired_bootstrap", "percentile",
            "pr_curve", "recall_at_fpr", "roc_auc", "roc_curve", "sweep"]
 
@@ -309,17 +309,42 @@ def paired_bootstrap(y_true: Sequence[bool], pred_a: Sequence[bool], pred_b: Seq
     idx = resample_indices(len(y), seed=seed, rounds=rounds)
     ma = _metric_arrays(*_resample_counts(y, a, idx))
     mb = _metric_arrays(*_resample_counts(y, b, idx))
-    out: dict[str, dict[str, float] | None] = {}
-    for key in ma:
-        diff = mb[key] - ma[key]
-        interval = _interval(diff)
-        defined = diff[~np.isnan(diff)]
-        if interval is None:
-            out[key] = None
-            continue
-        p = min(1.0, 2 * min(float(np.mean(defined <= 0)), float(np.mean(defined >= 0))))
-        out[key] = {"lo": interval[0], "hi": interval[1], "p": p}
-    return out
+    return {key: _difference(mb[key] - ma[key]) for key in ma}
+
+
+def _score_metrics(y: Any, s: Any) -> dict[str, float]:
+    nan = float("nan")
+    ap = average_precision(y, s)
+    auc = roc_auc(y, s)
+    ece = expected_calibration_error(y, s)
+    return {"auprc": nan if ap is None else ap, "roc_auc": nan if auc is None else auc,
+            "ece": nan if ece is None else ece}
+
+
+def paired_bootstrap_scores(y_true: Sequence[bool], scores_a: Sequence[float], scores_b: Sequence[float], *,
+                            seed: int = 0, rounds: int = BOOTSTRAP_ROUNDS) -> dict[str, dict[str, float] | None]:
+    """As :func:`paired_bootstrap`, for AUPRC, ROC-AUC and ECE of two runs' scores."""
+    y = np.asarray(y_true, dtype=bool)
+    a = np.asarray(scores_a, dtype=float)
+    b = np.asarray(scores_b, dtype=float)
+    if len(y) == 0:
+        return {}
+    idx = resample_indices(len(y), seed=seed, rounds=rounds)
+    diffs: dict[str, list[float]] = {"auprc": [], "roc_auc": [], "ece": []}
+    for row in idx:
+        ma, mb = _score_metrics(y[row], a[row]), _score_metrics(y[row], b[row])
+        for key in diffs:
+            diffs[key].append(mb[key] - ma[key])
+    return {key: _difference(np.asarray(values)) for key, values in diffs.items()}
+
+
+def _difference(diff: np.ndarray) -> dict[str, float] | None:
+    interval = _interval(diff)
+    if interval is None:
+        return None
+    defined = diff[~np.isnan(diff)]
+    p = min(1.0, 2 * min(float(np.mean(defined <= 0)), float(np.mean(defined >= 0))))
+    return {"lo": interval[0], "hi": interval[1], "p": p}
 
 
 def mcnemar_p(right_a: Sequence[bool], right_b: Sequence[bool]) -> float | None:

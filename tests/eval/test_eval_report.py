@@ -306,3 +306,18 @@ def test_curve_colours_differ_and_media_making_reports_progress(
     assert "judging: 2/2 items" in result.output
     md = (tmp_path / "run" / "report.md").read_text()
     assert "| throughput, items/s (batch 1, one after another) |" in md
+
+
+def test_paired_tests_of_score_metrics_equal_a_reference() -> None:
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    rng = np.random.default_rng(4)
+    y = rng.random(80) < 0.5
+    a = np.clip(y * 0.3 + rng.random(80) * 0.7, 0, 1)
+    b = np.clip(y * 0.5 + rng.random(80) * 0.5, 0, 1)
+    got = m.paired_bootstrap_scores(y, a, b, seed=2, rounds=200)
+    draws = np.random.default_rng(2).integers(0, 80, size=(200, 80))
+    for key, score in (("auprc", average_precision_score), ("roc_auc", roc_auc_score)):
+        diffs = np.array([score(y[d], b[d]) - score(y[d], a[d]) for d in draws])
+        assert [got[key]["lo"], got[key]["hi"]] == pytest.approx(list(np.percentile(diffs, [2.5, 97.5])))
+        assert got[key]["p"] == pytest.approx(min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))))
