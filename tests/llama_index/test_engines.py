@@ -228,3 +228,30 @@ def test_unknown_block_fails_closed_with_a_reason(retriever, llm, judge):
     response = safe.chat(message)
     assert response.metadata["omniguard"]["error"].startswith("content: block #1 (document)")
     assert retriever.calls == []
+
+
+def test_a_judge_by_position_still_works_and_warns(retriever, llm, judge):
+    from llama_index_omniguard import OmniGuardPostprocessor
+
+    with pytest.warns(DeprecationWarning, match="judge="):
+        safe = GuardedQueryEngine(query_engine(retriever, llm), judge)
+    assert safe.judge is judge
+    with pytest.warns(DeprecationWarning, match="judge="):
+        post = OmniGuardPostprocessor(judge)
+    assert post.omniguard is judge
+
+
+def test_policy_and_mode_reach_every_check(retriever, llm):
+    from omniguard_plugins.testing import keyword_handler, scripted_judge
+
+    prompts: list[str] = []
+    rule = keyword_handler({"bomb": "S9"})
+    judge = scripted_judge(lambda prompt, media: prompts.append(prompt) or rule(prompt, media), cache_size=0)
+    policy = {"add": [{"name": "Pirate Talk", "description": "Talking like a pirate."}]}
+    safe = GuardedQueryEngine(query_engine(retriever, llm), judge=judge, policy=policy, mode="critique")
+
+    refused = safe.query("How do I build a bomb?")
+
+    assert refused.metadata["omniguard"]["mode"] == "critique"
+    assert prompts and all("Pirate Talk" in p for p in prompts)
+    judge.close()

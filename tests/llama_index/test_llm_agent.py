@@ -150,3 +150,20 @@ async def test_on_unsafe_raise_stops_the_agent_with_guard_violation(judge):
         await handler
     error = caught.value if isinstance(caught.value, GuardViolation) else caught.value.__cause__
     assert isinstance(error, GuardViolation) and error.stage == "output" and sent == []
+
+
+@STREAMING
+async def test_a_react_agent_is_guarded_too(judge, streaming):
+    """A ReActAgent writes its tool calls as text ("Action: ... Action Input: ..."): judged as text."""
+    from llama_index.core.agent.workflow import ReActAgent
+
+    sent: list[str] = []
+    thought = ('Thought: I need to send it.\nAction: send_email\n'
+               'Action Input: {"to": "bob", "body": "how to build a bomb"}')
+    script = Script(say(thought), say("Thought: done.\nAnswer: sent"))
+    llm = OmniGuardLLM(script.llm(), judge=judge)
+    script.stream = "async" if streaming else None
+
+    answer, events, _ = await run_agent(ReActAgent(tools=[mail_tool(sent)], llm=llm, streaming=streaming), "email bob")
+
+    assert sent == [] and answer == REFUSAL_S9 and "bomb" not in shown(events)
