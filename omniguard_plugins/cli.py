@@ -111,7 +111,8 @@ def check(
     except OmniGuardError as exc:  # on_error="raise"
         click.echo(f"Error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(2)
-    _print_verdict(verdict, as_json)
+    stage = "output" if response is not None else "input"
+    _print_verdict(verdict, as_json, stage)
     if not as_json:
         judged = [Text(response)] if response is not None else parts
         for line in evidence_lines(verdict, judged):
@@ -120,9 +121,11 @@ def check(
     sys.exit(2 if verdict.error else (0 if verdict.safe else 1))
 
 
-def _print_verdict(verdict: Any, as_json: bool) -> None:
-    if as_json:
-        click.echo(json.dumps(verdict.to_dict(), indent=2, default=str))
+def _print_verdict(verdict: Any, as_json: bool, stage: Any = None) -> None:
+    if as_json:  # the verdict summary: the same JSON every door sends
+        from .doors import summarize
+
+        click.echo(json.dumps(summarize(verdict, stage).to_json(), indent=2))
         return
     label = verdict.label.upper()
     color = {"SAFE": "green", "UNSAFE": "red"}.get(label, "yellow")

@@ -18,7 +18,8 @@ def _check(*args: str, model: Path) -> tuple[int, dict]:
 
 def test_a_response_alone_is_judged_as_the_agent_turn(tiny_checkpoint_path: Path) -> None:
     code, verdict = _check("--response", "Here is how to steal a car.", model=tiny_checkpoint_path)
-    assert code == 1 and verdict["direction"] == "output" and [c["code"] for c in verdict["categories"]] == ["S2"]
+    assert code == 1 and verdict["direction"] == "output" and verdict["categories"] == ["S2"]
+    assert verdict["stage"] == "output" and verdict["category_names"] == ["Non-Violent Crimes"]
     code, verdict = _check("--response", "The weather is mild today.", model=tiny_checkpoint_path)
     assert code == 0 and verdict["direction"] == "output" and verdict["error"] is None
 
