@@ -7,13 +7,11 @@ with ``concurrency`` client threads until ``requests`` checks are done. The verd
 
 from __future__ import annotations
 
-import io
 import statistics
 import subprocess
 import tempfile
 import threading
 import time
-import wave
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 from ..backends.base import Backend, BaseBackend, GenerationRequest, GenerationResult
 from ..content import Audio, Image, Video
 from ..judge import OmniGuard
+from ..media import wav_bytes
 
 __all__ = ["BenchResult", "Workload", "make_checks", "run_bench", "matmul_tflops"]
 
@@ -63,13 +62,7 @@ def _wav(seed: int, seconds: float) -> bytes:
     rng = np.random.RandomState(seed)
     t = np.arange(int(seconds * 16000)) / 16000
     wav = 0.3 * np.sin(2 * np.pi * (180 + 40 * rng.rand()) * t) + 0.02 * rng.randn(t.size)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(16000)
-        f.writeframes((np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes())
-    return buf.getvalue()
+    return wav_bytes(wav, 16000)
 
 
 def _mp4(seed: int, seconds: float, size: int) -> bytes:
@@ -284,7 +277,8 @@ def matmul_tflops(device: str) -> float | None:
     return 2 * n**3 * iters / (time.perf_counter() - t) / 1e12
 
 
-HEADER = f"{'label':<28} {'workload':<8} {'mode':<16} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'tok/s':>8} {'batch':>6} {'err':>4}"
+HEADER = (f"{'label':<28} {'workload':<8} {'mode':<16} {'conc':>4} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} "
+          f"{'p99 ms':>8} {'tok/s':>8} {'batch':>6} {'err':>4}")
 
 
 def format_row(r: BenchResult) -> str:
