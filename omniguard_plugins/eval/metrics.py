@@ -16,7 +16,7 @@ the items one run gets right and the other wrong.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -297,45 +297,39 @@ def mean_f1_ci(y_true: Sequence[bool], y_pred: Sequence[bool], sets: Sequence[st
         return _interval(np.nanmean(np.vstack(f1s), axis=0))
 
 
+def _paired(y: np.ndarray, a: np.ndarray, b: np.ndarray, per_resample: Callable[..., dict[str, np.ndarray]],
+            seed: int, rounds: int) -> dict[str, dict[str, float] | None]:
+    if len(y) == 0:
+        return {}
+    idx = resample_indices(len(y), seed=seed, rounds=rounds)
+    ma, mb = per_resample(y, a, idx), per_resample(y, b, idx)
+    return {key: _difference(mb[key] - ma[key]) for key in ma}
+
+
+def _count_arrays(y: np.ndarray, p: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+    return _metric_arrays(*_resample_counts(y, p, idx))
+
+
+def _score_arrays(y: np.ndarray, s: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+    rows = [(average_precision(y[r], s[r]), roc_auc(y[r], s[r]), expected_calibration_error(y[r], s[r]))  # type: ignore[arg-type]
+            for r in idx]
+    return {key: np.array([np.nan if row[k] is None else row[k] for row in rows], dtype=float)
+            for k, key in enumerate(("auprc", "roc_auc", "ece"))}
+
+
 def paired_bootstrap(y_true: Sequence[bool], pred_a: Sequence[bool], pred_b: Sequence[bool], *, seed: int = 0,
                      rounds: int = BOOTSTRAP_ROUNDS) -> dict[str, dict[str, float] | None]:
     """Per metric, the 95% interval of (B - A) over the same resampled items, and the two-sided
     bootstrap p-value (twice the smaller share of resampled differences on either side of 0)."""
-    y = np.asarray(y_true, dtype=bool)
-    a = np.asarray(pred_a, dtype=bool)
-    b = np.asarray(pred_b, dtype=bool)
-    if len(y) == 0:
-        return {}
-    idx = resample_indices(len(y), seed=seed, rounds=rounds)
-    ma = _metric_arrays(*_resample_counts(y, a, idx))
-    mb = _metric_arrays(*_resample_counts(y, b, idx))
-    return {key: _difference(mb[key] - ma[key]) for key in ma}
-
-
-def _score_metrics(y: Any, s: Any) -> dict[str, float]:
-    nan = float("nan")
-    ap = average_precision(y, s)
-    auc = roc_auc(y, s)
-    ece = expected_calibration_error(y, s)
-    return {"auprc": nan if ap is None else ap, "roc_auc": nan if auc is None else auc,
-            "ece": nan if ece is None else ece}
+    return _paired(np.asarray(y_true, dtype=bool), np.asarray(pred_a, dtype=bool), np.asarray(pred_b, dtype=bool),
+                   _count_arrays, seed, rounds)
 
 
 def paired_bootstrap_scores(y_true: Sequence[bool], scores_a: Sequence[float], scores_b: Sequence[float], *,
                             seed: int = 0, rounds: int = BOOTSTRAP_ROUNDS) -> dict[str, dict[str, float] | None]:
     """As :func:`paired_bootstrap`, for AUPRC, ROC-AUC and ECE of two runs' scores."""
-    y = np.asarray(y_true, dtype=bool)
-    a = np.asarray(scores_a, dtype=float)
-    b = np.asarray(scores_b, dtype=float)
-    if len(y) == 0:
-        return {}
-    idx = resample_indices(len(y), seed=seed, rounds=rounds)
-    diffs: dict[str, list[float]] = {"auprc": [], "roc_auc": [], "ece": []}
-    for row in idx:
-        ma, mb = _score_metrics(y[row], a[row]), _score_metrics(y[row], b[row])
-        for key in diffs:
-            diffs[key].append(mb[key] - ma[key])
-    return {key: _difference(np.asarray(values)) for key, values in diffs.items()}
+    return _paired(np.asarray(y_true, dtype=bool), np.asarray(scores_a, dtype=float),
+                   np.asarray(scores_b, dtype=float), _score_arrays, seed, rounds)
 
 
 def _difference(diff: np.ndarray) -> dict[str, float] | None:
