@@ -175,7 +175,11 @@ def main() -> int:
     model = args.model or str(tiny_checkpoint())
     judge = OmniGuard(model=model, device=args.device, max_wait_ms=5, cache_size=0)
     judge.load()
-    asyncio.run(judge.acheck(user="warm up"))
+    from omniguard_plugins.content import Audio
+    from omniguard_plugins.media import wav_bytes
+
+    warm = [Audio(wav_bytes(np.zeros(3 * RATE, dtype=np.float32), RATE))]
+    asyncio.run(judge.acheck(user=["warm up", warm[0]]))  # the audio path's first call pays its setup here
     rows = []
     print(f"judge: {model} on {args.device}; LLM time to first token {args.ttft:.2f} s\n")
     print("| sessions | mode | window p50 / p95 ms (judge p50) | turn drop p50 / p95 ms | first text p50 ms | "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ._blocking import OnBlock, live_blocking
 from ._frames import to_pil
-from ._pcm import TARGET_RATE, PcmStream, Ring, wav_bytes
+from ._pcm import TARGET_RATE, PcmStream, Ring
 from .errors import LiveInputError
 from .session import LiveOutput, LiveSession, LiveSettings, LiveStats, LiveVerdict
 
@@ -23,5 +23,4 @@ __all__ = [
     "Ring",
     "live_blocking",
     "to_pil",
-    "wav_bytes",
 ]

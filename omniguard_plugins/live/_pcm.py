@@ -5,18 +5,16 @@ channel count the transport negotiated (and may renegotiate). :class:`PcmStream`
 16 kHz mono float32 once, as it arrives: a sample split across two chunks is carried over, channels
 are averaged, the rate is converted by a streaming linear resampler that keeps its phase across
 chunks. :class:`Ring` keeps the last N seconds of it, so memory is bounded however long a turn runs.
+What the judge is handed is a WAV of those samples from the core's one writer, ``media.wav_bytes``.
 """
 
 from __future__ import annotations
-
-import io
-import wave
 
 import numpy as np
 
 from .errors import LiveInputError
 
-__all__ = ["TARGET_RATE", "PcmStream", "Ring", "wav_bytes"]
+__all__ = ["TARGET_RATE", "PcmStream", "Ring"]
 
 #: the rate the judge's audio encoder reads (Whisper features)
 TARGET_RATE = 16_000
@@ -143,14 +141,3 @@ class Ring:
             return self._buf[i:j].copy()
         return np.concatenate([self._buf[i:], self._buf[:j]])
 
-
-def wav_bytes(samples: np.ndarray, rate: int = TARGET_RATE) -> bytes:
-    """Float samples in [-1, 1] as a 16-bit mono WAV file (the judge sniffs and decodes it)."""
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm)
-    return out.getvalue()

@@ -38,7 +38,7 @@ from ..rails import Stage
 from ..streaming import Read, StreamRail, StreamSettings, amoderate, output_judge
 from ._batches import Batches
 from ._frames import to_pil
-from ._pcm import TARGET_RATE, PcmStream, Ring, wav_bytes
+from ._pcm import TARGET_RATE, PcmStream, Ring
 from .errors import LiveInputError
 
 if TYPE_CHECKING:
@@ -320,7 +320,9 @@ class LiveSession:
 
     @staticmethod
     def _audio(samples: Any) -> Audio:
-        return Audio(wav_bytes(samples), mime_type="audio/wav", name="microphone")
+        from ..media import wav_bytes  # the core's one WAV writer
+
+        return Audio(wav_bytes(samples, TARGET_RATE), mime_type="audio/wav", name="microphone")
 
     # ------------------------------------------------------------------ camera
 

@@ -4,14 +4,12 @@ outgoing text rail, time spans, and bad input (typed errors or counted drops, bo
 from __future__ import annotations
 
 import asyncio
-import io
-import wave
 
 import numpy as np
 import pytest
 
 from omniguard_plugins.doors import VerdictSummary
-from omniguard_plugins.live import LiveInputError, LiveSession, LiveSettings, PcmStream, Ring, wav_bytes
+from omniguard_plugins.live import LiveInputError, LiveSession, LiveSettings, PcmStream, Ring
 from omniguard_plugins.testing import ScriptedBackend, scripted_judge
 from tests.live.live_helpers import (
     ALARM_CRITIQUE,
@@ -92,9 +90,13 @@ def test_ring_keeps_the_newest_samples_with_their_session_positions():
     assert ring.span(ring.end - 3, ring.end).tolist() == [122, 123, 124]
 
 
-def test_wav_bytes_is_a_16k_mono_wav():
-    with wave.open(io.BytesIO(wav_bytes(np.zeros(1600, dtype=np.float32))), "rb") as w:
-        assert (w.getframerate(), w.getnchannels(), w.getnframes()) == (16_000, 1, 1600)
+async def test_the_judge_is_handed_16k_mono_wav_of_the_turn(judge):
+    session = LiveSession(judge)
+    session.feed_audio(silence(0.5, 48_000) * 2, 48_000, 2)  # 0.5 s of 48 kHz stereo
+    await session.end_turn("")
+    (audio,) = backend_of(judge).requests[-1].media
+    assert audio.kind == "audio" and audio.sample_rate == 16_000 and audio.duration_s == pytest.approx(0.5, abs=0.01)
+    session.close()
 
 
 # ---------------------------------------------------------------------- turns and windows
