@@ -192,6 +192,10 @@ def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, devi
     except OmniGuardError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     click.echo(_summary_line(report.overall))
+    if (report.run.get("model") or {}).get("tiny"):
+        from .runinfo import TINY_NOTE
+
+        click.echo(f"warning: {TINY_NOTE}", err=True)
     t = report.threshold
     if t is not None:
         if "chosen" in t:

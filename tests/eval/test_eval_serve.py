@@ -51,6 +51,7 @@ def test_eval_through_omniguard_serve_matches_in_process(data_root: Path, tmp_pa
     assert "tiny test checkpoint" not in md
 
 
+@pytest.mark.slow
 def test_the_tiny_checkpoint_served_is_named_and_warned_about(data_root: Path, tiny_checkpoint_path: Path,
                                                               tmp_path: Path) -> None:
     """The real transformers path behind ``omniguard serve``: the report names the checkpoint

@@ -55,6 +55,7 @@ def test_every_set_and_modality_reaches_the_report(tiny_run: tuple[Path, str]) -
         assert (out / name).stat().st_size > 1000, name
     assert "tiny test checkpoint" in (out / "report.md").read_text()
     assert f"{len(predictions)} items" in output
+    assert "warning: the tiny test checkpoint answered" in output
 
 
 def test_a_second_run_resumes_without_judging(tiny_run: tuple[Path, str], tiny_checkpoint_path: Path,
