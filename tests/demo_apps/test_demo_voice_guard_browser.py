@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
-import wave
 from pathlib import Path
 
 import pytest
 from demo_helpers import ARTIFACTS, serving
 
+from omniguard_plugins.media import wav_bytes
 from omniguard_plugins.testing import scripted_judge
 from tests.live.live_helpers import alarm_words_red, needs_espeak, silence, speech, with_alarm
 
@@ -44,11 +44,7 @@ def unsafe_speech_wav(path: Path) -> Path:
     """1 s of silence, about 4 s of speech with an alarm tone, then 3 s of silence (the VAD's end)."""
     pcm, rate = speech("hello there, I would like to tell you about my day at the seaside")
     lead, tail = silence(1.0, rate), silence(3.0, rate)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(lead + with_alarm(pcm, rate) + tail)
+    path.write_bytes(wav_bytes(lead + with_alarm(pcm, rate) + tail, rate))
     return path
 
 
