@@ -75,6 +75,7 @@ async def stream(
                                                           state=state, streaming_handler=handler))
     finally:
         _TURN.reset(token)
+    task.add_done_callback(lambda _: _end(handler))  # a turn that fails before streaming ends it too
 
     async def window_judge(window: Window) -> Verdict:
         def conversation() -> Conversation:
@@ -133,6 +134,11 @@ async def _chunks(handler: StreamingHandler, task: asyncio.Future[Any]) -> Async
     await asyncio.sleep(0)
     if task.done() and not task.cancelled() and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
+
+
+def _end(handler: StreamingHandler) -> None:
+    if not handler.streaming_finished_event.is_set():
+        asyncio.ensure_future(handler.finish())
 
 
 async def _prepend(first: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:

@@ -5,6 +5,7 @@ an unsafe sentence: no look-ahead)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -135,6 +136,14 @@ async def test_a_failing_llm_raises_and_releases_nothing(judge) -> None:
         async for chunk in stream(rails, messages=QUESTION):
             shown.append(chunk)
     assert not any(c.lstrip().startswith("{") for c in shown)
+
+
+async def test_a_turn_that_fails_before_streaming_raises_instead_of_hanging(judge) -> None:
+    rails, llm = rails_for(judge, "never said")
+    with pytest.raises(Exception) as raised:  # noqa: B017 - NeMo's own validation error
+        await asyncio.wait_for(collect(rails, options={"rails": "not a rails option"}), timeout=60)
+    assert not isinstance(raised.value, TimeoutError), "the stream hung"
+    assert llm.inference_count == 0
 
 
 async def test_colang_2_configs_and_other_output_rails_are_refused(judge) -> None:
