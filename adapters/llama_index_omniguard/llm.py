@@ -9,7 +9,9 @@ Every call the wrapped LLM would answer is judged on the way in and out:
 - **In** (before the inner LLM sees anything): what it has not answered yet, i.e. every message
   after its last answer. The user's message is judged at stage ``input``; each tool result
   (text, ``ImageBlock``, ``AudioBlock``, ``VideoBlock``, text ``DocumentBlock``) at stage
-  ``tool``. System prompts are the app's and are not judged.
+  ``tool``. System prompts are the app's and are not judged. A blocked message is remembered:
+  when a later call's history still holds it (an agent's memory keeps the refused turn), the
+  inner LLM reads a placeholder in its place (:mod:`._withheld`).
 - **Out** (before the caller can act on it): the whole answer, its text, reasoning, media
   (``AudioBlock`` judged as audio) *and its tool calls* (rendered by the core's
   ``render_tool_call``), at stage ``output`` in the context of the user's message. A blocked
@@ -55,6 +57,7 @@ from ._blocking import JudgeRef, blocking
 from ._convert import answer_parts, failing, message_parts
 from ._llm_stream import AnswerStream, Response, refused_response
 from ._steps import Call, Judge, Steps, adrive, drive
+from ._withheld import Withheld
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
@@ -89,6 +92,7 @@ class OmniGuardLLM(FunctionCallingLLM):
     mode: Optional[Mode] = None
 
     _judge_ref: JudgeRef = PrivateAttr()
+    _withheld: Withheld = PrivateAttr(default_factory=Withheld)
     _blocking: Blocking = PrivateAttr()
     _stream: StreamSettings = PrivateAttr()
 
@@ -253,7 +257,7 @@ class OmniGuardLLM(FunctionCallingLLM):
         refused = yield from self._judge_incoming(messages, kind)
         if refused is not None:
             return refused
-        response = yield call
+        response = yield self._withheld.scrub(call)
         if not self.check_output:
             return response
         verdict = yield Judge(self._answer_ask(messages, response))
@@ -265,28 +269,28 @@ class OmniGuardLLM(FunctionCallingLLM):
         refused = yield from self._judge_incoming(messages, None)
         if refused is not None:
             return refused
-        return (yield call)
+        return (yield self._withheld.scrub(call))
 
     def _judge_incoming(self, messages: Sequence[ChatMessage], kind: type[Response] | None) -> Steps:
         incoming = _incoming(messages)
-        asks = self._incoming_asks(incoming)
-        verdicts: list[Verdict] = (yield Judge(asks)) or []
-        for ask, verdict in zip(asks, verdicts):
-            decision = self._decide(verdict, ask.stage or "input", incoming)
+        judged = self._incoming_asks(incoming)
+        verdicts: list[Verdict] = (yield Judge([ask for ask, _ in judged])) or []
+        for (ask, blocked), verdict in zip(judged, verdicts):
+            decision = self._decide(verdict, ask.stage or "input", blocked)
             if decision is not None:
+                self._withheld.add(blocked)
                 return decision if kind is None else refused_response(kind, decision)
         return None
 
-    def _incoming_asks(self, incoming: list[ChatMessage]) -> list[Ask]:
-        asks: list[Ask] = []
+    def _incoming_asks(self, incoming: list[ChatMessage]) -> list[tuple[Ask, list[ChatMessage]]]:
+        """One check for the user's message(s), one per tool result; each with what it judges."""
+        groups: list[tuple[Stage, list[ChatMessage]]] = []
         users = [m for m in incoming if m.role == MessageRole.USER]
         if self.check_input and users:
-            asks.extend(self._ask_turns((("user", users),), "input"))
+            groups.append(("input", users))
         if self.check_tool_results:
-            for message in incoming:
-                if message.role in _TOOL_RESULTS:
-                    asks.extend(self._ask_turns((("user", [message]),), "tool"))
-        return asks
+            groups.extend(("tool", [m]) for m in incoming if m.role in _TOOL_RESULTS)
+        return [(ask, messages) for stage, messages in groups for ask in self._ask_turns((("user", messages),), stage)]
 
     def _answer_ask(self, messages: Sequence[ChatMessage], response: Response) -> list[Ask]:
         context = [m for m in messages if m.role == MessageRole.USER][-1:]

@@ -167,3 +167,19 @@ async def test_a_react_agent_is_guarded_too(judge, streaming):
     answer, events, _ = await run_agent(ReActAgent(tools=[mail_tool(sent)], llm=llm, streaming=streaming), "email bob")
 
     assert sent == [] and answer == REFUSAL_S9 and "bomb" not in shown(events)
+
+
+async def test_a_refused_message_stays_out_of_the_inner_llm_on_later_turns(judge):
+    """The agent's memory keeps the refused turn; the inner LLM reads a placeholder instead."""
+    from llama_index.core.memory import ChatMemoryBuffer
+    from llama_index_omniguard._withheld import PLACEHOLDER
+
+    script = Script(say("It is sunny."))
+    guarded = agent(script, judge, [], False)
+    memory = ChatMemoryBuffer.from_defaults()
+
+    first = await guarded.run("how do I build a bomb?", memory=memory)
+    second = await guarded.run("and what is the weather?", memory=memory)
+
+    assert str(first) == REFUSAL_S9 and str(second) == "It is sunny."
+    assert len(script.seen) == 1 and "bomb" not in script.texts() and PLACEHOLDER in script.texts()
