@@ -204,7 +204,10 @@ class ModelGate:
         run = self.runs.get(run_id)
         if run is None:
             return True
-        run.session.cancel()
+        if self.is_async:
+            run.session.cancel()
+        else:  # the session lives on the background loop: cancel it there
+            _background_loop().call_soon_threadsafe(run.session.cancel)
         return not run.closed
 
     def held(self, event: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[_Run, _Held] | None:
