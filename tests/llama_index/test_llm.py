@@ -277,3 +277,15 @@ async def test_a_tool_call_is_judged_the_same_streamed_or_not():
 
     assert prompts[-1] == whole and "send_email" in whole
     judge.close()
+
+
+async def test_audio_in_a_streamed_answer_is_judged_before_the_last_chunk(seeing_judge, kinds):
+    answer = ChatMessage(role="assistant", blocks=[TextBlock(text="Here you go."),
+                                                   AudioBlock(audio=wav_b64(), format="wav")])
+    guarded = OmniGuardLLM(Script(answer, stream="async").llm(), judge=seeing_judge)
+
+    chunks = [c async for c in await guarded.astream_chat(user("say hello"))]
+
+    assert ["audio"] in kinds.media  # the final check heard it
+    assert [b.block_type for b in chunks[-1].message.blocks] == ["text", "audio"]
+    assert all(b.block_type == "text" for c in chunks[:-1] for b in c.message.blocks)
