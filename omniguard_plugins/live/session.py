@@ -28,154 +28,30 @@ import functools
 import time
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..content import Audio, Conversation, Image, MediaPart, Part, Text, Turn
-from ..doors import Ask, RailSession, summarize
-from ..errors import ConfigError
-from ..rails import Stage
-from ..streaming import Read, StreamRail, StreamSettings, amoderate, output_judge
+from ..doors import Ask, RailSession
+from ..streaming import Read, StreamRail, amoderate, output_judge
 from ._batches import Batches
 from ._frames import to_pil
+from ._output import Answer, LiveOutput
 from ._pcm import TARGET_RATE, PcmStream, Ring
+from ._turn import Turn as TurnState
+from ._types import LiveSettings, LiveStats, LiveVerdict
 from .errors import LiveInputError
 
 if TYPE_CHECKING:
     from ..judge import OmniGuard
     from ..policy import Policy
-    from ..streaming import Window
     from ..verdict import Verdict
 
 __all__ = ["LiveOutput", "LiveSession", "LiveSettings", "LiveStats", "LiveVerdict"]
 
 T = TypeVar("T")
-CheckKind = Literal["turn", "audio_window", "frame", "output"]
-
-
-@dataclass(frozen=True)
-class LiveSettings:
-    """How a live session is judged. Seconds throughout.
-
-    ``window_s`` / ``step_s``: rolling audio windows while the user speaks (0 < step <= window).
-    ``max_turn_s``: audio a turn keeps (memory bound); older audio must have been judged by a
-    window. ``frame_interval_s``: one camera frame judged per interval, the rest dropped.
-    ``turn_frames``: latest sampled frames judged with the turn. ``max_waiting_windows`` /
-    ``max_waiting_frames``: checks that may wait for the judge per session before the oldest is
-    shed. ``speculative``: the turn goes on to the LLM while it is judged; the LLM's output is
-    held until that verdict is in (off: an unsafe turn never reaches the LLM). ``stream``: the
-    outgoing text rail's settings; short windows (100 characters, one every 50) so speech starts
-    after about 100 judged characters, not after a chat-sized window.
-    """
-
-    window_s: float = 3.0
-    step_s: float = 1.0
-    max_turn_s: float = 30.0
-    frame_interval_s: float = 1.0
-    turn_frames: int = 1
-    max_waiting_windows: int = 2
-    max_waiting_frames: int = 2
-    speculative: bool = False
-    stream: StreamSettings = field(default_factory=lambda: StreamSettings(window_chars=100, step_chars=50))
-
-    def __post_init__(self) -> None:
-        if not 0 < self.step_s <= self.window_s:
-            raise ConfigError(f"need 0 < step_s <= window_s, got step_s={self.step_s}, window_s={self.window_s}")
-        if self.max_turn_s < self.window_s:
-            raise ConfigError(f"max_turn_s ({self.max_turn_s}) must be at least window_s ({self.window_s})")
-        if self.frame_interval_s < 0:
-            raise ConfigError(f"frame_interval_s must be >= 0, got {self.frame_interval_s}")
-        for name in ("turn_frames", "max_waiting_windows", "max_waiting_frames"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < (0 if name == "turn_frames" else 1):
-                raise ConfigError(f"{name} must be an int >= {0 if name == 'turn_frames' else 1}, got {value!r}")
-
-
-@dataclass
-class LiveStats:
-    """What a session took in and what it dropped (never silently)."""
-
-    audio_chunks: int = 0
-    audio_seconds: float = 0.0
-    empty_chunks: int = 0
-    bad_chunks: int = 0
-    format_changes: int = 0
-    turns: int = 0
-    turns_blocked: int = 0
-    #: seconds of a turn's audio beyond ``max_turn_s``, no longer held (judged by windows)
-    turn_audio_trimmed_s: float = 0.0
-    windows_judged: int = 0
-    windows_shed: int = 0
-    frames_seen: int = 0
-    frames_judged: int = 0
-    #: frames between samples (never judged, never passed on)
-    frames_skipped: int = 0
-    frames_shed: int = 0
-    frames_corrupt: int = 0
-    outputs_blocked: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["audio_seconds"] = round(self.audio_seconds, 3)
-        out["turn_audio_trimmed_s"] = round(self.turn_audio_trimmed_s, 3)
-        return out
-
-
-@dataclass(frozen=True)
-class LiveVerdict:
-    """One verdict of a live session: which check, the turn it belongs to, and its span in the
-    session (``seconds``: start, end)."""
-
-    check: CheckKind
-    verdict: Verdict
-    seconds: tuple[float, float]
-    turn: int
-    stage: Stage = "input"
-
-    @property
-    def safe(self) -> bool:
-        return self.verdict.safe
-
-    def to_json(self) -> dict[str, Any]:
-        """The verdict summary every door sends, plus ``check``, ``turn`` and ``session_seconds``."""
-        return {**summarize(self.verdict, self.stage).to_json(), "check": self.check, "turn": self.turn,
-                "session_seconds": [round(self.seconds[0], 3), round(self.seconds[1], 3)]}
 
 
 Callback = Callable[[LiveVerdict], "Awaitable[None] | None"]
-
-
-@dataclass
-class _Turn:
-    index: int
-    start: int  # session sample index where the turn's audio starts
-    next_window_end: int
-    blocked: LiveVerdict | None = None
-    windows: set[asyncio.Future[Verdict | None]] = field(default_factory=set)
-    #: turn audio judged safe by windows without a gap, from the turn's start
-    covered: int = -1
-    #: safe spans after a gap (windows shed or still in flight), a bounded few
-    later: list[tuple[int, int]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.covered = self.start
-
-    def judged_safe(self, start: int, end: int) -> None:
-        """Record a safe window; memory stays bounded however long the turn runs."""
-        spans = sorted([*self.later, (start, end)])
-        self.later = []
-        for a, b in spans:
-            if a <= self.covered:
-                self.covered = max(self.covered, b)
-            else:
-                self.later.append((a, b))
-        del self.later[:-_MAX_LATER]  # forgetting one only ever leaves audio uncovered: fail closed
-
-    def covered_until(self) -> int:
-        return self.covered
-
-
-_MAX_LATER = 16
 
 
 class LiveSession:
@@ -211,7 +87,7 @@ class LiveSession:
         self._pcm = PcmStream()
         self._ring = Ring(int(round(s.max_turn_s * TARGET_RATE)))
         self._samples = 0  # audio received since the session began, at 16 kHz
-        self._turn: _Turn | None = None
+        self._turn: TurnState | None = None
         self._turns = 0
         self._frames: deque[tuple[float, Any]] = deque(maxlen=max(1, s.turn_frames))
         self._last_frame_at: float | None = None
@@ -281,13 +157,13 @@ class LiveSession:
             self.stats.turn_audio_trimmed_s += (self._ring.start - max(before, turn.start)) / TARGET_RATE
         self._send_windows(turn)
 
-    def _new_turn(self) -> _Turn:
+    def _new_turn(self) -> TurnState:
         self._turns += 1
         self._ring.clear(self._samples)
-        self._turn = _Turn(self._turns, self._samples, self._samples + self._window)
+        self._turn = TurnState(self._turns, self._samples, self._samples + self._window)
         return self._turn
 
-    def _send_windows(self, turn: _Turn) -> None:
+    def _send_windows(self, turn: TurnState) -> None:
         while turn.blocked is None and turn.next_window_end <= self._samples:
             end = turn.next_window_end
             turn.next_window_end += self._step
@@ -301,7 +177,7 @@ class LiveSession:
             turn.windows.add(future)
             future.add_done_callback(functools.partial(self._window_judged, turn, start, end))
 
-    def _window_judged(self, turn: _Turn, start: int, end: int, future: asyncio.Future[Verdict | None]) -> None:
+    def _window_judged(self, turn: TurnState, start: int, end: int, future: asyncio.Future[Verdict | None]) -> None:
         turn.windows.discard(future)
         if future.cancelled() or future.exception() is not None or future.result() is None:
             return
@@ -413,7 +289,7 @@ class LiveSession:
         return gate
 
     def _turn_judged(
-        self, gate: asyncio.Future[LiveVerdict | None], turn: _Turn | None, live: LiveVerdict | None
+        self, gate: asyncio.Future[LiveVerdict | None], turn: TurnState | None, live: LiveVerdict | None
     ) -> None:
         if live is not None:
             self.stats.turns += 1
@@ -423,7 +299,7 @@ class LiveSession:
             gate.set_result(live)
 
     def _prepare_turn(
-        self, turn: _Turn | None, transcript: str | None, media: tuple[MediaPart, ...]
+        self, turn: TurnState | None, transcript: str | None, media: tuple[MediaPart, ...]
     ) -> LiveVerdict | None | tuple[Ask, int, tuple[float, float], int]:
         """What the turn check needs, taken now (the next turn reuses the audio buffer)."""
         text = (transcript or "").strip()
@@ -449,7 +325,7 @@ class LiveSession:
         return ask, index, span, held_from
 
     async def _judge_turn(
-        self, turn: _Turn | None, ask: Ask, index: int, span: tuple[float, float], held_from: int
+        self, turn: TurnState | None, ask: Ask, index: int, span: tuple[float, float], held_from: int
     ) -> LiveVerdict:
         checks: list[Awaitable[Any]] = [self._get_judge().acheck(ask), *(turn.windows if turn is not None else ())]
         verdict, *_ = await asyncio.gather(*checks)
@@ -461,7 +337,7 @@ class LiveSession:
         self._emit(live)
         return live
 
-    async def _uncovered(self, turn: _Turn, held_from: int) -> Verdict:
+    async def _uncovered(self, turn: TurnState, held_from: int) -> Verdict:
         """Audio that left the turn's buffer without a safe window: decided by ``on_error``."""
         gap = (turn.covered_until() / TARGET_RATE, held_from / TARGET_RATE)
 
@@ -485,7 +361,7 @@ class LiveSession:
         safe verdicts cover them, and not before the verdict on the turn they answer (which
         matters in speculative mode). A blocked turn releases nothing, and ``on_block`` is then
         not called for its answer (the turn's refusal is the one)."""
-        answer = _Answer(self, on_block)
+        answer = Answer(self, on_block)
 
         async def release(chunks: list[T]) -> None:
             if await answer.turn_allowed():
@@ -508,7 +384,7 @@ class LiveSession:
         """The pull form of :meth:`output`, for doors that hand over an async iterator (a
         LiveKit ``llm_node``): yields what the rail releases of ``source``; on a block the
         source is closed, nothing more is yielded and ``on_block`` hears the verdict."""
-        answer = _Answer(self, on_block)
+        answer = Answer(self, on_block)
         rail: StreamRail[T] = StreamRail(self.settings.stream, read=read)
         judge = output_judge(self._get_judge(), self._context, policy=self._policy)
         released = amoderate(source, rail, judge, on_verdict=answer.heard)
@@ -552,70 +428,3 @@ class LiveSession:
             task.cancel()
 
 
-class _Answer:
-    """One answer of the agent on its way out: waits for the verdict on the turn it answers,
-    counts and reports a block, and sends each window's verdict out with its time."""
-
-    def __init__(self, session: LiveSession, on_block: Callable[[Verdict], Awaitable[None] | None] | None) -> None:
-        self.session = session
-        self.gate = session._gate  # noqa: SLF001 - the turn this answer replies to
-        self.turn = session._turns  # noqa: SLF001
-        self.on_block = on_block
-
-    async def turn_allowed(self) -> bool:
-        if self.gate is None:
-            return True
-        live = await self.gate
-        return live is None or live.safe
-
-    async def blocked(self, verdict: Verdict) -> None:
-        if not await self.turn_allowed():
-            return  # the turn it answers was blocked: that refusal is the one
-        self.session.stats.outputs_blocked += 1
-        if self.on_block is not None:
-            result = self.on_block(verdict)
-            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                await result
-
-    def heard(self, window: Window, verdict: Verdict) -> None:
-        now = self.session.now
-        self.session._emit(LiveVerdict("output", verdict, (now, now), self.turn, stage="output"))  # noqa: SLF001
-
-
-class LiveOutput(Generic[T]):
-    """The push rail of one answer: a :class:`~omniguard_plugins.doors.RailSession` whose
-    ``feed`` / ``finish`` never raise the cancellation of a window check the block itself
-    cancelled (a window settled after the block: ``RailSession`` can store its
-    ``CancelledError``); a real cancellation of the caller still propagates."""
-
-    def __init__(self, session: RailSession[T]) -> None:
-        self.session = session
-
-    @property
-    def rail(self) -> StreamRail[T]:
-        return self.session.rail
-
-    @property
-    def blocked(self) -> Verdict | None:
-        return self.session.blocked
-
-    async def feed(self, chunk: T) -> None:
-        try:
-            await self.session.feed(chunk)
-        except asyncio.CancelledError:
-            self._reraise_unless_block()
-
-    async def finish(self) -> Verdict | None:
-        try:
-            return await self.session.finish()
-        except asyncio.CancelledError:
-            self._reraise_unless_block()
-            return self.session.blocked
-
-    def cancel(self) -> None:
-        self.session.cancel()
-
-    def _reraise_unless_block(self) -> None:
-        task = asyncio.current_task()
-        if self.session.blocked is None or (task is not None and task.cancelling()):
-            raise  # noqa: PLE0704 - re-raised from the caller's except block

@@ -353,9 +353,9 @@ async def test_close_turn_closes_at_once_so_the_next_answer_waits_for_it(judge):
 
 
 def test_window_coverage_is_merged_and_bounded():
-    from omniguard_plugins.live.session import _Turn
+    from omniguard_plugins.live._turn import Turn
 
-    turn = _Turn(index=1, start=100, next_window_end=0)
+    turn = Turn(index=1, start=100, next_window_end=0)
     turn.judged_safe(150, 200)  # after a gap: kept aside
     assert turn.covered_until() == 100
     turn.judged_safe(100, 160)  # closes the gap: both merge into the prefix
