@@ -147,3 +147,23 @@ def test_uses_the_shared_judge_by_default_and_serialises_without_it(judge, monke
     kept = post.postprocess_nodes([NodeWithScore(node=TextNode(text="a bomb"))])
     assert kept[0].node.metadata["omniguard"]["label"] == "unsafe"
     assert "judge" not in post.to_dict()
+
+
+def test_the_shared_judge_is_resolved_once_not_per_query(judge, monkeypatch):
+    from omniguard_plugins import OmniGuard
+
+    resolved: list[int] = []
+    monkeypatch.setattr(OmniGuard, "shared", classmethod(lambda cls, *a, **k: resolved.append(1) or judge))
+    post = OmniGuardPostprocessor()
+    for _ in range(3):
+        post.postprocess_nodes([NodeWithScore(node=TextNode(text="hello"))])
+    assert resolved == [1]
+
+
+def test_annotations_are_the_core_verdict_summary(judge):
+    from omniguard_plugins.doors import VerdictSummary
+
+    kept = OmniGuardPostprocessor(judge=judge, on_unsafe="annotate").postprocess_nodes(
+        [NodeWithScore(node=TextNode(text="a bomb"))])
+    summary = VerdictSummary.from_json(kept[0].node.metadata["omniguard"])
+    assert summary.stage == "tool" and summary.categories == ("S9",) and not summary.safe
