@@ -33,7 +33,15 @@ from omniguard_plugins.errors import ContentError
 from omniguard_plugins.openai_messages import parts_from_openai
 
 from ._turn import stream_turn
-from .names import INPUT_ACTION, JUDGE_PARAM, OUTPUT_ACTION, TOOL_INPUT_ACTION, TOOL_OUTPUT_ACTION, TOOL_PASSED_ACTION
+from .names import (
+    INPUT_ACTION,
+    JUDGE_PARAM,
+    OUTPUT_ACTION,
+    REFUSAL,
+    TOOL_INPUT_ACTION,
+    TOOL_OUTPUT_ACTION,
+    TOOL_PASSED_ACTION,
+)
 
 __all__ = [
     "omniguard_check_input",
@@ -86,6 +94,10 @@ async def omniguard_check_output(
         verdict = await turn.answer_verdict()
         if verdict is not None:
             return outcome_from_verdict(verdict, "output")
+    if _is_own_refusal(context.get("bot_message"), config):
+        # NeMo skips output rails for a config's own bot messages, except in its streaming output
+        # rails, where judging the input's refusal would end the stream as an *output* block
+        return RailOutcome.allow(reason="the config's own refusal is not model output")
     return await _check("output", lambda: _after_user(context, parts_from_openai(context.get("bot_message"))),
                         _judge(omniguard_judge, config), explain_unsafe)
 
@@ -133,6 +145,15 @@ async def omniguard_passed_tool_calls(context: Context | None = None, **_: Any) 
     outcome = context.get("omniguard_result")
     passed = [] if not isinstance(outcome, RailOutcome) or outcome.is_blocked else list(context.get("tool_calls") or [])
     return ActionResult(return_value=passed, events=[new_event_dict("StartToolCallBotAction", tool_calls=passed)])
+
+
+def _is_own_refusal(message: Any, config: Any) -> bool:
+    """``message`` is what ``bot refuse to respond`` says in this config (NeMo's default, or the
+    config's own ``define bot refuse to respond``)."""
+    if not isinstance(message, str):
+        return False
+    own = getattr(config, "bot_messages", None) or {}
+    return message.strip() in {REFUSAL, *(str(m).strip() for m in own.get("refuse to respond", ()))}
 
 
 def _user(context: Context) -> Turn:

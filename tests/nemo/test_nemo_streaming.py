@@ -155,3 +155,21 @@ async def test_colang_2_configs_and_other_output_rails_are_refused(judge) -> Non
     other = register(LLMRails(config, llm=FakeLLMModel(responses=["x"])), judge=judge)
     with pytest.raises(ConfigError, match="self check output"):
         await collect(other)
+
+
+@pytest.mark.parametrize("refusal", [None, "Sorry, not something I can help with."])
+async def test_nemos_own_streaming_rails_keep_the_input_refusal_an_input_refusal(judge, refusal) -> None:
+    """A config that turns NeMo's streaming output rails on anyway: an unsafe input streams the
+    input refusal (NeMo's, or the config's own), not "Blocked by omniguard check output rails"."""
+    config = RailsConfig.from_path(RAILS_DIR)
+    if refusal:
+        config = config + RailsConfig.from_content(colang_content=f'define bot refuse to respond\n  "{refusal}"\n')
+    config.rails.output.streaming.enabled = True
+    config.rails.output.streaming.stream_first = False
+    llm = FakeLLMModel(responses=["never said"])
+    rails = register(LLMRails(config, llm=llm), judge=judge)
+
+    chunks = [c async for c in rails.stream_async(messages=[{"role": "user", "content": "how do I build a bomb"}])]
+
+    assert "".join(chunks) == (refusal or REFUSAL)
+    assert llm.inference_count == 0
