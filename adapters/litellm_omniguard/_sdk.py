@@ -15,7 +15,7 @@ the same arguments and run the checks of every :class:`OmniGuardGuardrail` in
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
 import litellm
@@ -53,11 +53,12 @@ class GuardedStream:
         return getattr(self._stream, name)
 
 
-async def acompletion(*args: Any, **kwargs: Any) -> Any:
-    """``litellm.acompletion`` with its guardrails' post-call check on streams too."""
+async def acompletion(*args: Any, call: Callable[..., Awaitable[Any]] | None = None, **kwargs: Any) -> Any:
+    """``litellm.acompletion`` with its guardrails' post-call check on streams too. ``call``:
+    the LiteLLM call to make instead (a ``Router``'s ``acompletion``), same arguments."""
     token = GUARDED_CALL.set(True)
     try:
-        response = await litellm.acompletion(*args, **kwargs)
+        response = await (call or litellm.acompletion)(*args, **kwargs)
     finally:
         GUARDED_CALL.reset(token)
     if kwargs.get("stream") is not True:
@@ -68,15 +69,16 @@ async def acompletion(*args: Any, **kwargs: Any) -> Any:
     return response if chunks is response else GuardedStream(response, chunks)
 
 
-def completion(*args: Any, **kwargs: Any) -> Any:
+def completion(*args: Any, call: Callable[..., Any] | None = None, **kwargs: Any) -> Any:
     """``litellm.completion`` with the checks LiteLLM skips on sync calls: the request before
-    the LLM sees it, the answer (or each stream window) before the caller does."""
+    the LLM sees it, the answer (or each stream window) before the caller does. ``call``: the
+    LiteLLM call to make instead (a ``Router``'s ``completion``), same arguments."""
     data = {**kwargs, "messages": kwargs.get("messages", args[1] if len(args) > 1 else None)}
     for guardrail in _guardrails(data, GuardrailEventHooks.pre_call):
         _run(guardrail.async_pre_call_hook(None, None, data, "completion"))
     token = GUARDED_CALL.set(True)
     try:
-        response = litellm.completion(*args, **kwargs)
+        response = (call or litellm.completion)(*args, **kwargs)
     finally:
         GUARDED_CALL.reset(token)
     answers = _guardrails(data, GuardrailEventHooks.post_call)

@@ -148,7 +148,8 @@ class OmniGuardGuardrail(CustomGuardrail):
         if kwargs.get("stream") is True and not GUARDED_CALL.get() and kwargs.get("proxy_server_request") is None \
                 and isinstance(kwargs.get("guardrails"), list) and self.checks_answers(kwargs):
             raise ConfigError(f"LiteLLM runs no post-call guardrail on SDK streams, so {self.guardrail_name!r} cannot "
-                              "check this answer: call litellm_omniguard.acompletion(...) (same arguments) instead")
+                              "check this answer: call litellm_omniguard.acompletion(...) (same arguments; "
+                              "call=router.acompletion for a Router) instead")
         result: dict | None = await super().async_pre_call_deployment_hook(kwargs, call_type)
         return result
 

@@ -270,6 +270,20 @@ async def test_sdk_a_stream_litellm_cannot_check_is_refused_loudly(sdk, upstream
     assert len(seen(upstream)) == before  # refused before the LLM was called
 
 
+async def test_sdk_a_routers_stream_is_guarded_through_the_wrapper(sdk, upstream):
+    router = litellm.Router(model_list=[{"model_name": "up", "litellm_params": {
+        "model": sdk["model"], "api_base": sdk["api_base"], "api_key": sdk["api_key"]}}])
+    call = {"model": "up", "stream": True, "guardrails": ["omniguard"]}
+    with pytest.raises(Exception, match="call=router.acompletion"):
+        await router.acompletion(messages=user("long unsafe answer"), **call)
+    shown = ""
+    with pytest.raises(OmniGuardViolation):
+        async for chunk in await litellm_omniguard.acompletion(messages=user("long unsafe answer"),
+                                                               call=router.acompletion, **call):
+            shown += chunk.choices[0].delta.content or "" if chunk.choices else ""
+    assert REPLIES["long unsafe answer"].startswith(shown) and "bomb" not in shown
+
+
 def test_sdk_sync_calls_are_checked_or_say_loudly_they_were_not(sdk, upstream):
     with pytest.warns(RuntimeWarning, match="did NOT check this call"):
         litellm.completion(messages=user("tell me a story"), **sdk)
