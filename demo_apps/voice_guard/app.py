@@ -52,6 +52,8 @@ def create_app(judge: OmniGuard | None = None, *, banner: str | None = None, age
 
     @app.post("/api/offer")
     async def offer(body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("type") != "offer" or not str(body.get("sdp", "")).startswith("v=0"):
+            raise HTTPException(422, "not a WebRTC offer: need {'type': 'offer', 'sdp': 'v=0...'}")
         try:
             request = SmallWebRTCRequest.from_dict(dict(body))
         except TypeError as exc:
@@ -62,7 +64,11 @@ def create_app(judge: OmniGuard | None = None, *, banner: str | None = None, age
             bots.add(bot)
             bot.add_done_callback(bots.discard)
 
-        answer = await handler.handle_web_request(request, start)
+        try:
+            answer = await handler.handle_web_request(request, start)
+        except (ValueError, AssertionError) as exc:  # aiortc's SDP parser asserts on what it cannot read
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise HTTPException(422, f"not a usable WebRTC offer: {reason}") from None
         if answer is None:
             raise HTTPException(500, "no WebRTC answer")
         return dict(answer)
