@@ -16,7 +16,8 @@ Each simulated session, paced in real time, runs three phases against one shared
    that completes the unsafe phrase to the block (the bot's interruption).
 
 For 1, 8 and 32 concurrent sessions, default and speculative. Checks that waited too long are
-shed and counted (``shed``), never queued without bound. GPU target (7B on one H200, a device
+shed and counted (``shed``), never queued without bound; checks the judge's admission control
+refused are blocking verdicts (``errors``: ``overloaded``), counted and left out of the latencies. GPU target (7B on one H200, a device
 run): p95 per audio window <= 300 ms at 32 sessions.
 
     .venv/bin/python bench/live.py [--sessions 1,8,32] [--ttft 0.3] [--json out.json]
@@ -93,7 +94,7 @@ async def one_session(judge: Any, seed: int, speculative: bool, ttft: float, out
     verdict_window: list[tuple[float, float]] = []
 
     def heard(live: LiveVerdict) -> None:
-        if live.check == "audio_window":
+        if live.check == "audio_window" and not live.verdict.error:  # shed checks are counted, not timed
             verdict_window.append((live.seconds[1], time.perf_counter()))
             out.judge_ms.append(live.verdict.latency_ms)
         if live.verdict.error:
