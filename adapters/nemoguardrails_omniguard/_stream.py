@@ -190,8 +190,9 @@ def _config_settings(config: Any) -> StreamSettings:
 
 def _refuse_unsupported(config: Any) -> None:
     if config.colang_version != "1.0":
-        raise ConfigError("nemoguardrails_omniguard.stream needs a Colang 1 config (RAILS_DIR): NeMo 0.24 "
-                          "streams a Colang 2 answer without running output rails on it")
+        raise ConfigError("nemoguardrails_omniguard.stream needs a Colang 1 config (RAILS_DIR): a Colang 2 "
+                          "config declares its output rails in flows, where stream() cannot tell whether another "
+                          "rail would judge the answer only after it was shown")
     others = [flow for flow in config.rails.output.flows if flow != OUTPUT_FLOW]
     if others:
         raise ConfigError(f"stream() shows text once the OmniGuard stream rail passed it, but the output rails "
