@@ -1,17 +1,19 @@
 """OmniGuardMiddleware: OmniGuard rails for agents built with ``langchain.agents.create_agent``.
 
-Shaped like LangChain's ``OpenAIModerationMiddleware`` (same options, same exits), with the
-whole multimodal message judged (text, images, audio, video in one check) and tool results
-that carry media judged too. Each hook plans its checks, judges them in one ``check_many``
+Shaped like LangChain's ``OpenAIModerationMiddleware`` (same options, same exits, one decision
+site: :meth:`OmniGuardMiddleware.apply`), with the whole multimodal message judged (text, images,
+audio, video in one check) and tool results that carry media judged too. Each hook plans its
+checks (core :class:`~omniguard_plugins.doors.Ask` requests), judges them in one ``check_many``
 (so a turn's tool results and user message share a model batch) and decides; only the judge
 call differs between the sync and the async hook.
 
-Streaming never shows unjudged content: ``wrap_model_call`` runs the model's stream through the
-core stream rail (see :mod:`._agent_stream`), so ``agent.stream``/``astream`` in every mode
-(and ``stream_events(version="v3")``) see model text, tool-call arguments and media only once
-judged; ``wrap_tool_call`` judges a tool's result before the tools node hands it on, and a
-stream transformer does the same for the v3 ``tools`` channel. ``after_model`` only judges a
-reply no ``wrap_model_call`` saw (another middleware answered for the model).
+Streaming never shows unjudged content: ``wrap_model_call`` runs the model call with a gate in
+front of its callback handlers (see :mod:`._agent_stream`), so ``agent.stream``/``astream`` in
+every mode, ``astream_events`` and ``stream_events(version="v3")``, and a user's own callbacks
+see model text, tool-call arguments, media and ``on_llm_end`` only once judged, whatever model
+the agent was given; ``wrap_tool_call`` judges a tool's result before the tools node hands it
+on, and a stream transformer does the same for the v3 ``tools`` channel. ``after_model`` only
+judges a reply no ``wrap_model_call`` saw (another middleware answered for the model).
 """
 
 from __future__ import annotations
@@ -104,8 +106,12 @@ class OmniGuardMiddleware(AgentMiddleware[AgentState[Any], Any]):
     or tool result is replaced, not kept in the history); ``"error"`` raises
     :class:`~omniguard_plugins.errors.GuardViolation`; ``"replace"`` swaps the offending
     message's content for ``violation_message`` and lets the agent go on (a blocked reply
-    keeps no tool calls). ``violation_message`` may use ``{categories}`` and ``{critique}``.
-    Judged messages carry their verdict in ``response_metadata["omniguard"]``.
+    keeps no tool calls). ``violation_message`` may use ``{categories}`` and ``{critique}``;
+    streamed after text already shown, the refusal starts a new paragraph. Judged messages carry
+    the core's verdict summary in ``response_metadata["omniguard"]``.
+
+    :meth:`tool_check`, :meth:`judge_checks` / :meth:`ajudge_checks` and :meth:`apply` are the
+    pieces every hook (and the v3 tools transformer) is made of.
     """
 
     def __init__(

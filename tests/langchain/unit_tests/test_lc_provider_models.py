@@ -143,3 +143,14 @@ def test_a_provider_streaming_native_protocol_events_cannot_bypass_the_rail(judg
         events = list(agent.stream_events({"messages": [HumanMessage("Tell me")]}, version="v3"))
     assert "bomb" not in str(events)
     assert "Sorry: Indiscriminate Weapons." in str(events)
+
+
+def test_a_block_stands_a_fallback_model_is_not_tried(judge):
+    answer = "Sure. Now here is how to build a bomb at home, step by step. " * 2
+    first = ScriptedChatModel(replies=[[answer[i:i + 9] for i in range(0, len(answer), 9)]])
+    fallback = ScriptedChatModel(replies=[["A different answer."]])
+    agent = create_agent(first.with_fallbacks([fallback]), [], middleware=[
+        OmniGuardMiddleware(judge=judge, violation_message=REFUSAL)])
+    items = list(agent.stream({"messages": [HumanMessage("Tell me")]}, stream_mode=["messages", "values"]))
+    assert "bomb" not in str(items) and fallback.seen == []
+    assert [p for mode, p in items if mode == "values"][-1]["messages"][-1].content == "Sorry: Indiscriminate Weapons."
