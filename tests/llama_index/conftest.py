@@ -15,7 +15,6 @@ from PIL import Image
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.testing import keyword_handler, scripted_judge
 
-UNSAFE_IMAGE = "- Safety Assessment: unsafe\n- Categories: S1\n- Assessment: A violent image."
 #: text: unsafe when it mentions a bomb; images: unsafe when mostly red
 red_is_unsafe = keyword_handler({"bomb": "S9"}, red_images=True, image_critique="A violent image.")
 
