@@ -146,6 +146,11 @@ def _wait_sync(futures: list[Future[GenerationResult]], deadline: float) -> list
         except FutureTimeout:
             future.cancel()
             out.append(JudgeTimeout(_TIMEOUT))
+        except (KeyboardInterrupt, SystemExit):
+            # Ctrl-C in the waiting thread is the caller stopping, not a failed check: never a verdict
+            for waiting in futures:
+                waiting.cancel()
+            raise
         except BaseException as exc:  # noqa: BLE001
             out.append(exc)
     return out
