@@ -22,7 +22,7 @@ from nemoguardrails.streaming import StreamingHandler
 
 from omniguard_plugins import OmniGuard, Verdict
 from omniguard_plugins.content import Conversation, Turn
-from omniguard_plugins.doors import Ask, Stage, summarize
+from omniguard_plugins.doors import Ask, VerdictSummary, summarize
 from omniguard_plugins.errors import ConfigError
 from omniguard_plugins.openai_messages import parts_from_openai
 from omniguard_plugins.streaming import StreamRail, StreamSettings, Window, amoderate
@@ -98,11 +98,12 @@ async def stream(
         if not turn.answer.done():
             turn.answer.set_result(rail.blocked or _final(rail))
         if rail.blocked is not None:
-            yield blocked_chunk(rail.blocked, "output")
+            yield blocked_chunk(summarize(rail.blocked, "output"))
             return
         await task  # NeMo finishes the turn (its output rail takes the verdict above)
-        if refused_input and config.enable_rails_exceptions and first is None:
-            yield blocked_chunk(_outcome_verdict(turn.input_outcome), "input")
+        refusal = turn.input_outcome
+        if refusal is not None and refusal.is_blocked and config.enable_rails_exceptions and first is None:
+            yield blocked_chunk(VerdictSummary.from_json(refusal.metadata["verdict"]))
     finally:
         if not turn.answer.done():
             turn.answer.cancel()
@@ -112,13 +113,12 @@ async def stream(
         await source.aclose()
 
 
-def blocked_chunk(verdict: Verdict, stage: Stage) -> str:
+def blocked_chunk(summary: VerdictSummary) -> str:
     """The last chunk of a blocked stream: NeMo's streaming error shape (what its server turns
     into an OpenAI error), naming the OmniGuard flow that blocked, with the verdict summary."""
-    summary = summarize(verdict, stage)
-    flow = INPUT_FLOW if stage == "input" else OUTPUT_FLOW
-    kind = "internal_error" if verdict.error else "guardrails_violation"
-    code = "rail_execution_failure" if verdict.error else "content_blocked"
+    flow = INPUT_FLOW if summary.stage == "input" else OUTPUT_FLOW
+    kind = "internal_error" if summary.error else "guardrails_violation"
+    code = "rail_execution_failure" if summary.error else "content_blocked"
     return json.dumps({"error": {"message": summary.blocked_message(), "type": kind, "param": flow, "code": code,
                                  "omniguard": summary.to_json()}})
 
@@ -153,12 +153,6 @@ def _final(rail: StreamRail[str]) -> Verdict | None:
         if verdict.details.get("stream_check") == "final":
             return verdict
     return None
-
-
-def _outcome_verdict(outcome: Any) -> Verdict:
-    from omniguard_plugins.doors import VerdictSummary
-
-    return VerdictSummary.from_json(outcome.metadata["verdict"]).to_verdict()
 
 
 def _last_user(messages: Sequence[Mapping[str, Any]] | None, prompt: str | None) -> Any:

@@ -146,6 +146,15 @@ async def test_a_turn_that_fails_before_streaming_raises_instead_of_hanging(judg
     assert llm.inference_count == 0
 
 
+@pytest.mark.parametrize("bad", [{"window_chars": 10, "step_chars": 20}, {"windows": 3}, "600"])
+async def test_bad_stream_settings_in_the_config_are_a_config_error(judge, bad) -> None:
+    rails, llm = rails_for(judge, SAFE)
+    rails.config.custom_data["omniguard_stream"] = bad
+    with pytest.raises(ConfigError, match="omniguard_stream|step_chars"):
+        await collect(rails)
+    assert llm.inference_count == 0
+
+
 async def test_colang_2_configs_and_other_output_rails_are_refused(judge) -> None:
     v2 = register(LLMRails(RailsConfig.from_path(RAILS_DIR_V2), llm=FakeLLMModel(responses=["x"])), judge=judge)
     with pytest.raises(ConfigError, match="Colang 1"):
