@@ -84,7 +84,8 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
         if not run.s.check_output:
             yield from source()
             return
-        yield from moderate(source(), run.out.rail, run.out.judge_window, on_verdict=run.out.recorded)
+        for out in moderate(source(), run.out.rail, run.out.judge_window, on_verdict=run.out.recorded):
+            yield run.shown(out)
         yield from run.ending()
 
     async def _adrive(self, run: GuardRun, source: Callable[[], AsyncIterator[Any]]) -> AsyncIterator[Any]:
@@ -96,7 +97,7 @@ class GuardedRunnable(RunnableSerializable[Any, Any]):
                 return
         chunks = source() if not run.s.check_output else amoderate(source(), run.out.rail, run.out.judge_window)
         async for out in chunks:
-            yield out
+            yield run.shown(out)
         for out in run.ending():
             yield out
 

@@ -248,6 +248,13 @@ class GuardRun:
         self.out = OutputRail(settings.judge, settings.stream, asking=settings.asking, config=config, is_async=is_async,
                               streaming=streaming)
         self.config = config
+        #: text was handed out (a refusal after it starts a new paragraph)
+        self.showed_text = False
+
+    def shown(self, chunk: Any) -> Any:
+        """Note a chunk handed out; returns it."""
+        self.showed_text = self.showed_text or bool(read_chunk(chunk)[0])
+        return chunk
 
     def _input_conversation(self) -> Conversation:
         conversation = to_conversation(self.value, role="user")
@@ -278,4 +285,4 @@ class GuardRun:
     def _refuse(self, check: Check, verdict: Verdict) -> list[Any]:
         decision = self.s.asking.block.decide(verdict, check.stage, check.content)  # raises for "error"
         sample = self.out.chunks[0] if self.out.chunks else self.s.output_type
-        return [refusal_like(sample, decision.text or "")]
+        return [refusal_like(sample, ("\n\n" if self.showed_text else "") + (decision.text or ""))]

@@ -217,8 +217,8 @@ def test_end_yields_a_refusal_in_the_stream_shape_and_stops(judge):
                        exit_behavior="end", violation_message="Sorry: {categories}.")
     chunks = list(safe_chain.stream({"question": "Gardening tips?"}))
     assert all(isinstance(c, AIMessageChunk) for c in chunks)
-    assert chunks[-1].content == "Sorry: Indiscriminate Weapons."
-    assert "bomb" not in "".join(c.content for c in chunks)
+    assert chunks[-1].content == "\n\nSorry: Indiscriminate Weapons."  # a new paragraph after the text shown
+    assert "bomb" not in "".join(c.content for c in chunks) and len(chunks) > 1
 
 
 def test_end_on_blocked_input_returns_the_refusal(judge, model_calls):

@@ -49,9 +49,7 @@ def test_guard_chain_stream(judge, case, use_async) -> None:
 
     out = asyncio.run(collect()) if use_async else list(safe.stream({"question": "Q?"}, config))
     assert all(isinstance(c, str) for c in out)  # the refusal too: "".join works
-    blocked = bool(out) and out[-1] == REFUSAL and at is not None
-    shown = "".join(out[:-1] if blocked else out)
-    check_shown(answer, at, shown, blocked, cfg)
+    check_agent_shown(answer, at, "".join(out), cfg)
     if at is None and answer.strip():
         assert events.kinds.count("final") == 1  # the whole output was judged once, at the end
 
@@ -85,8 +83,8 @@ def test_agent_messages_stream(agent_parts, case, use_async) -> None:
 
 
 def check_agent_shown(answer: str, at: int | None, shown: str, cfg: Any) -> None:
-    """The rail's property, with the agent's refusal: after text already shown it starts a new
-    paragraph ("...\n\nBLOCKED")."""
+    """The rail's property, with the door's refusal at the end: after text already shown it starts
+    a new paragraph ("...\n\nBLOCKED")."""
     blocked = shown.endswith(REFUSAL) and at is not None
     if blocked:
         shown = shown[: -len(REFUSAL)]
