@@ -27,9 +27,10 @@ def call(tool: str, text: str = "", **kwargs: Any) -> ChatMessage:
                                                                        tool_kwargs=kwargs)])
 
 
-def stream_of(*pieces: str) -> tuple[str, ...]:
-    """An answer in ``pieces``: streamed piece by piece (MockFunctionCallingLLM streams each
-    message's content as a delta), or whole when the LLM is not streaming."""
+def stream_of(*pieces: str | ChatMessage) -> tuple[str | ChatMessage, ...]:
+    """An answer in ``pieces`` (text, or a message such as a tool call): streamed piece by piece
+    (MockFunctionCallingLLM streams each message's content as a delta), or whole when the LLM is
+    not streaming."""
     return pieces
 
 
@@ -39,7 +40,8 @@ class Script:
     ``stream``: how the mock is called for streamed answers (its chat() wants a message, its
     stream_chat() a generator, its astream_chat() an async generator)."""
 
-    def __init__(self, *turns: ChatMessage | tuple[str, ...], stream: Literal["sync", "async"] | None = None) -> None:
+    def __init__(self, *turns: ChatMessage | tuple[str | ChatMessage, ...],
+                 stream: Literal["sync", "async"] | None = None) -> None:
         self.turns = list(turns)
         self.stream = stream
         self.seen: list[list[ChatMessage]] = []
@@ -47,7 +49,8 @@ class Script:
     def __call__(self, messages: Sequence[ChatMessage], **kwargs: Any) -> Any:
         self.seen.append(list(messages))
         turn = self.turns[min(len(self.seen), len(self.turns)) - 1]
-        pieces = [turn] if isinstance(turn, ChatMessage) else [say(p) for p in turn]
+        items = [turn] if isinstance(turn, ChatMessage) else turn
+        pieces = [p if isinstance(p, ChatMessage) else say(p) for p in items]
         if self.stream == "async":
             return _agen(pieces)
         if self.stream == "sync":
