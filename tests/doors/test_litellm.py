@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -294,7 +295,9 @@ def test_sdk_sync_calls_are_checked_or_say_loudly_they_were_not(sdk, upstream):
     with pytest.raises(OmniGuardViolation) as answer:
         litellm_omniguard.completion(messages=user("send the unsafe email"), **sdk)
     assert answer.value.hook == "post_call" and answer.value.verdict.category_codes == ("S9",)
-    ok = litellm_omniguard.completion(messages=user("tell me a story"), **sdk)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a checked call says nothing
+        ok = litellm_omniguard.completion(messages=user("tell me a story"), **sdk)
     assert ok.choices[0].message.content == REPLIES["tell me a story"]
     shown = ""
     with pytest.raises(OmniGuardViolation):
