@@ -87,16 +87,18 @@ async def test_callbacks_never_receive_the_unsafe_answer(judge, how):
     assert REFUSAL in seen.ends[-1]  # on_llm_end hears the refusal the agent answers with
 
 
-async def test_astream_events_v2_shows_judged_tokens_and_the_refusal_as_a_new_paragraph(judge):
+@pytest.mark.parametrize("version", ["v1", "v2"])
+async def test_astream_events_shows_judged_tokens_and_the_refusal_as_a_new_paragraph(judge, version):
     model = ScriptedChatModel(replies=[cut(SAFE + UNSAFE + TAIL)], pace=Lockstep(judge, 50))
-    events = [e async for e in guarded(judge, model).astream_events(QUESTION, version="v2")]
+    events = [e async for e in guarded(judge, model).astream_events(QUESTION, version=version)]
     model_events = [e for e in events if e["event"] in ("on_chat_model_stream", "on_chat_model_end", "on_llm_end")]
     assert model_events and "bomb" not in str(model_events) and "bomb" not in str(events)
     shown = "".join(str(e["data"]["chunk"].content) for e in events if e["event"] == "on_chat_model_stream")
     assert shown.endswith("\n\n" + REFUSAL) and len(shown) > len(REFUSAL) + 2  # "...gardening.\n\nSorry: ..."
     assert SAFE.startswith(shown[: -len(REFUSAL) - 2])
     end = next(e for e in events if e["event"] == "on_chat_model_end")
-    assert end["data"]["output"].content == REFUSAL
+    output = end["data"]["output"]  # v2: the message; v1: the LLM result
+    assert output.content == REFUSAL if version == "v2" else REFUSAL in str(output)
 
 
 @pytest.mark.parametrize("use_async", [False, True], ids=["stream_events", "astream_events"])
