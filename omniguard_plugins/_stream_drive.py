@@ -38,7 +38,8 @@ _Waiting = Union["Future[Verdict]", "asyncio.Future[Verdict]"]
 class _Pending:
     """The checks one stream has sent and not settled yet."""
 
-    def __init__(self, rail: StreamRail[Any], start: Callable[[Window], _Waiting], on_verdict: OnVerdict | None) -> None:
+    def __init__(self, rail: StreamRail[Any], start: Callable[[Window], _Waiting],
+                 on_verdict: OnVerdict | None) -> None:
         self.rail = rail
         self.start = start
         self.on_verdict = on_verdict
@@ -63,7 +64,7 @@ class _Pending:
         return released
 
     def ready(self) -> list[Any]:
-        return [fut for fut in self.waiting if fut.done()]
+        return [fut for fut in self.waiting if fut.done() and not fut.cancelled()]
 
     def cancel(self) -> None:
         for fut in self.waiting:
@@ -136,8 +137,8 @@ def output_judge(
 ) -> Judge:
     """The plain window judge: each window is an output check after ``context`` (the turns the
     answer replies to)."""
-    extra: Mapping[str, Any] = {k: v for k, v in (("policy", policy), ("mode", mode), ("explain_unsafe", explain_unsafe))
-                                if v is not None}
+    settings = (("policy", policy), ("mode", mode), ("explain_unsafe", explain_unsafe))
+    extra: Mapping[str, Any] = {k: v for k, v in settings if v is not None}
 
     async def check(window: Window) -> Verdict:
         return await judge.acheck(window.conversation(context), direction="output", **extra)

@@ -30,7 +30,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, get_args
 
@@ -310,13 +310,13 @@ def render_tool_call(name: str, arguments: Any) -> tuple[Part, ...]:
             arguments = json.loads(text) if text.strip() else {}
         except ValueError:
             return (Text(f"{name} {text}".strip()),)
-    media: list[Part] = []
+    media: list[Image | Audio | Video] = []
     cleaned = _take_media(arguments, media)
     args_text = json.dumps(cleaned, ensure_ascii=False, sort_keys=False) if cleaned not in ({}, None) else ""
     return (Text(f"{name} {args_text}".strip()), *media)
 
 
-def _take_media(value: Any, media: list[Part]) -> Any:
+def _take_media(value: Any, media: list[Image | Audio | Video]) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _take_media(v, media) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -329,7 +329,7 @@ def _take_media(value: Any, media: list[Part]) -> Any:
     return value
 
 
-def _media_in(value: str) -> Part | None:
+def _media_in(value: str) -> Image | Audio | Video | None:
     match = _DATA_URI.match(value)
     if match:
         return _MEDIA_CLASS[match.group(1).lower()](value, origin="url")
@@ -338,7 +338,9 @@ def _media_in(value: str) -> Part | None:
     from .media import sniff_base64_kind
 
     kind = sniff_base64_kind(value)
-    return _MEDIA_CLASS[kind](value, origin="base64") if kind in _MEDIA_CLASS else None
+    if kind is None or kind not in _MEDIA_CLASS:
+        return None
+    return _MEDIA_CLASS[kind](value, origin="base64")
 
 
 def _looks_base64(value: str) -> bool:
@@ -467,6 +469,7 @@ class RailSession(Generic[T]):
         if self.rail.blocked is not None and not self._told_block:
             self._told_block = True
             self._pending.cancel()
+            self._pending.waiting.clear()  # a settle already scheduled must not read a cancelled check
             if self._on_block is not None:
                 result = self._on_block(self.rail.blocked)
                 if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):

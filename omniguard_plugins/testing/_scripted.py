@@ -102,7 +102,10 @@ def keyword_handler(
     def handler(prompt: str, media: list[DecodedMedia]) -> str:
         if red_images and any(is_mostly_red(m) for m in media):
             return write_answer(safe=False, categories=["S1"], critique=image_critique)
-        convo = prompt.split("<BEGIN CONVERSATION>", 1)[-1].split("<END CONVERSATION>", 1)[0].lower()
+        # the image-only template has no conversation block: then there is no text to search (never
+        # the policy text, which names every category)
+        convo = (prompt.split("<BEGIN CONVERSATION>", 1)[-1].split("<END CONVERSATION>", 1)[0].lower()
+                 if "<BEGIN CONVERSATION>" in prompt else "")
         hits = sorted({code for word, code in table.items() if word.lower() in convo}, key=lambda c: int(c[1:]))
         if hits:
             return write_answer(safe=False, categories=hits, critique=critique)
