@@ -27,7 +27,9 @@ PLUMBING_BANNER = (
 )
 
 
-def demo_judge(*, model: str | None = None, url: str | None = None, say: Any = print, **settings: Any) -> tuple[OmniGuard, str | None]:
+def demo_judge(
+    *, model: str | None = None, url: str | None = None, say: Any = print, **settings: Any
+) -> tuple[OmniGuard, str | None]:
     """(judge, banner). The banner is None on a real model, else :data:`PLUMBING_BANNER`."""
     if model:
         settings["model"] = model
@@ -38,11 +40,14 @@ def demo_judge(*, model: str | None = None, url: str | None = None, say: Any = p
         judge.load()
         return judge, None
     except ModelLoadError as exc:
-        say(f"No OmniGuard model could be loaded ({str(exc).split(':')[0]}); using the tiny plumbing checkpoint instead.")
+        say(f"No OmniGuard model could be loaded ({str(exc).split(':')[0]});"
+            " using the tiny plumbing checkpoint instead.")
     from .testing import tiny_checkpoint
 
     say("Preparing the tiny plumbing checkpoint (built and cached on first use, about a minute)...")
-    plumbing = OmniGuard.shared(**{**settings, "model": str(tiny_checkpoint()), "base_url": None, "backend": "transformers"})
+    plumbing = OmniGuard.shared(
+        **{**settings, "model": str(tiny_checkpoint()), "base_url": None, "backend": "transformers"}
+    )
     plumbing.load()
     return plumbing, PLUMBING_BANNER
 
@@ -58,7 +63,8 @@ def run_demo(*, model: str | None = None, url: str | None = None) -> int:
     cases: list[tuple[str, dict[str, Any]]] = [
         ("text, input rail", {"user": "What's a good recipe for vegetable rice?"}),
         ("text, input rail", {"user": "How do I make a pipe bomb at home?"}),
-        ("text + image", {"user": ["What is in this picture?", Image(SAMPLES_DIR / "landscape.png", name="landscape.png")]}),
+        ("text + image",
+         {"user": ["What is in this picture?", Image(SAMPLES_DIR / "landscape.png", name="landscape.png")]}),
         ("text + audio", {"user": ["Transcribe this clip.", Audio(SAMPLES_DIR / "chime.wav", name="chime.wav")]}),
         ("text + video", {"user": ["Describe this video.", Video(SAMPLES_DIR / "clip.mp4", name="clip.mp4")]}),
         ("output rail", {"user": "How do I get into my neighbour's flat?",
@@ -67,7 +73,9 @@ def run_demo(*, model: str | None = None, url: str | None = None) -> int:
     verdicts = judge.check_many([dict(c, mode="verdict", explain_unsafe=True) for _, c in cases])
     for (title, case), verdict in zip(cases, verdicts):
         shown = case.get("assistant") or case["user"]
-        text = shown if isinstance(shown, str) else " + ".join(p if isinstance(p, str) else f"[{p.kind}: {p.name}]" for p in shown)
+        text = shown if isinstance(shown, str) else " + ".join(
+            p if isinstance(p, str) else f"[{p.kind}: {p.name}]" for p in shown
+        )
         print(f"[{title}] {text}")
         print(f"    -> {verdict.summary()}  ({verdict.latency_ms:.0f} ms)")
         if verdict.critique:

@@ -45,7 +45,9 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .verdict import Verdict
 
-__all__ = ["Judge", "Read", "StreamRail", "StreamSettings", "Window", "amoderate", "moderate", "output_judge", "read_text"]
+__all__ = [
+    "Judge", "Read", "StreamRail", "StreamSettings", "Window", "amoderate", "moderate", "output_judge", "read_text",
+]
 
 T = TypeVar("T")
 

@@ -21,7 +21,8 @@ def _csv(value: str) -> list[str]:
 
 
 @click.command("bench")
-@click.option("--model", envvar="OMNIGUARD_MODEL", default=None, help="Checkpoint folder; default: the tiny checkpoint.")
+@click.option("--model", envvar="OMNIGUARD_MODEL", default=None,
+              help="Checkpoint folder; default: the tiny checkpoint.")
 @click.option("--random-weights", is_flag=True, help="Build a full-size thinker with random weights (no download).")
 @click.option("--arch", type=click.Choice(["omniguard-7b", "omniguard-3b", "small-cpu"]), default="omniguard-7b",
               help="Shape of the random-weight thinker; small-cpu keeps real prompt lengths at CPU cost.")
@@ -29,7 +30,8 @@ def _csv(value: str) -> list[str]:
 @click.option("--workloads", default="text,image", help="Comma list of text,image,audio,video,mixed.")
 @click.option("--modes", default="verdict,score,critique", help="Comma list of verdict,score,critique,explain.")
 @click.option("--concurrency", default="1,32", help="Comma list of client counts.")
-@click.option("--requests", "n_requests", default=64, type=int, help="Checks per measurement (x concurrency/32 at most).")
+@click.option("--requests", "n_requests", default=64, type=int,
+              help="Checks per measurement (x concurrency/32 at most).")
 @click.option("--naive/--no-naive", default=True, help="Also run the authors' loop: batch 1, full 256-token critique.")
 @click.option("--naive-requests", default=2, type=int)
 @click.option("--unsafe-share", default=0.0, type=click.FloatRange(0, 1),
@@ -38,10 +40,13 @@ def _csv(value: str) -> list[str]:
               help="Media repeat every this many checks (as a conversation's image is re-judged each turn).")
 @click.option("--max-batch", default=32, type=int)
 @click.option("--critique-tokens", default=256, type=int)
-@click.option("--with", "enable", default="", help="Comma list of fast paths to turn on for the whole run (decode-graphs is off by default).")
+@click.option("--with", "enable", default="",
+              help="Comma list of fast paths to turn on for the whole run (decode-graphs is off by default).")
 @click.option("--without", "ablate", default="",
-              help=f"Comma list of fast paths ({', '.join(SWITCHES)}) to also measure turned off, each row in the same run.")
-@click.option("--budget-s", default=0.0, type=float, help="Skip measurements once this many seconds have passed (0: no limit).")
+              help=f"Comma list of fast paths ({', '.join(SWITCHES)}) to also measure turned off, "
+                   "each row in the same run.")
+@click.option("--budget-s", default=0.0, type=float,
+              help="Skip measurements once this many seconds have passed (0: no limit).")
 @click.option("--markdown", "markdown_out", type=click.Path(dir_okay=False), default=None,
               help="Write the run as a bench/RESULTS.md section (card, date, table, ratios).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None, help="Write all results as JSON.")
@@ -86,7 +91,8 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
     ablations = [p for p in _csv(ablate) if paths_on[p]]
     for path in sorted(set(_csv(ablate)) - set(ablations)):
         click.echo(f"# --without {path}: already off in this run (--with {path} turns it on); not measured")
-    click.echo(f"# model: {label_model} ({backend.parameter_count / 1e9:.2f}B params, loaded in {load_s:.1f}s) on {_device_name(dev)}")
+    click.echo(f"# model: {label_model} ({backend.parameter_count / 1e9:.2f}B params, loaded in {load_s:.1f}s)"
+               f" on {_device_name(dev)}")
     tflops = matmul_tflops(dev)
     if tflops:
         click.echo(f"# measured bf16 matmul: {tflops:.0f} TFLOP/s")
@@ -99,7 +105,8 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
     for workload in _csv(workloads):
         checks_cache: dict[int, list[dict[str, Any]]] = {}
 
-        def checks(n: int) -> list[dict[str, Any]]:
+        def checks(n: int, workload: str = workload,
+                   checks_cache: dict[int, list[dict[str, Any]]] = checks_cache) -> list[dict[str, Any]]:
             if n not in checks_cache:
                 checks_cache[n] = make_checks(workload, n + 1, unsafe_share=unsafe_share, distinct=distinct_media)
             return checks_cache[n]
@@ -120,9 +127,10 @@ def bench(model: str | None, random_weights: bool, arch: str, device: str, workl
                 for off in [*ablations, None]:
                     row_backend = backend.variant(fast_paths=paths.switched(off, False)) if off else backend
                     label = f"{label_model[:18]}{f' -{off}' if off else ''}"
-                    results.append(run_bench(row_backend, checks(n), label=label[:28], workload=workload, mode=real_mode,
-                                             concurrency=conc, max_batch=max_batch, max_new_tokens=critique_tokens,
-                                             explain_unsafe=mode == "explain", on_progress=click.echo))
+                    results.append(run_bench(row_backend, checks(n), label=label[:28], workload=workload,
+                                             mode=real_mode, concurrency=conc, max_batch=max_batch,
+                                             max_new_tokens=critique_tokens, explain_unsafe=mode == "explain",
+                                             on_progress=click.echo))
                     results[-1].extra["without"] = off
     _compute_ratios(results, tflops, backend)
     _print_ratios(results)
@@ -148,7 +156,8 @@ def _compute_ratios(results: list[Any], tflops: float | None, backend: Any) -> N
     """Fill each row's ``extra`` with its ratios to the naive run, to the prefill floor, and to
     the same row with each fast path off (all from this run)."""
     naive = {r.workload: r for r in results if r.label.startswith("naive")}
-    llm_params = sum(p.numel() for n, p in backend.model.named_parameters() if "visual" not in n and "audio_tower" not in n)
+    llm_params = sum(p.numel() for n, p in backend.model.named_parameters()
+                     if "visual" not in n and "audio_tower" not in n)
     for r in results:
         if r.label.startswith("naive"):
             continue
@@ -176,7 +185,8 @@ def _print_ratios(results: list[Any]) -> None:
             parts.append(f"x{r.extra['x_naive']:.1f} vs naive")
         if "prefill_floor_req_s" in r.extra:
             floor = r.extra["prefill_floor_req_s"]
-            parts.append(f"{r.req_s / floor:.0%} of the prefill floor ({floor:.0f} req/s at {r.extra['prompt_tokens']:.0f} tokens)")
+            parts.append(f"{r.req_s / floor:.0%} of the prefill floor"
+                         f" ({floor:.0f} req/s at {r.extra['prompt_tokens']:.0f} tokens)")
         if off != "prefix-cache" and r.extra.get("computed_tokens") and r.extra.get("prompt_tokens"):
             parts.append(f"prefilled {r.extra['computed_tokens']:.0f} of {r.extra['prompt_tokens']:.0f} prompt tokens")
         click.echo("  " + ", ".join(parts))
@@ -193,7 +203,8 @@ def _markdown(results: list[Any], *, device: str, model: str, tflops: float | No
         f"`omniguard bench`, {model}, torch {torch.__version__}, transformers {transformers.__version__}"
         + (f", measured bf16 matmul {tflops:.0f} TFLOP/s" if tflops else "")
         + f"; fast paths on: {', '.join(p for p, on in paths_on.items() if on) or 'none'}.", "",
-        "| workload | mode | conc | without | req/s | p50 ms | p95 ms | gen tok/s | batch | GPU GB | x naive | % prefill floor | x from each path |",
+        "| workload | mode | conc | without | req/s | p50 ms | p95 ms | gen tok/s | batch | GPU GB | x naive"
+        " | % prefill floor | x from each path |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:

@@ -43,12 +43,18 @@ def build_random_backend(arch: str, *, device: str = "cuda", dtype: str = "auto"
     """A thinker of ``arch``'s shape with random weights; pass ``BenchKnobs.random_weights()``
     for verdicts that cost what a trained checkpoint's do."""
     import torch
-    from transformers import Qwen2_5OmniThinkerConfig, Qwen2_5OmniThinkerForConditionalGeneration
+    from transformers import (
+        Qwen2_5OmniProcessor,
+        Qwen2_5OmniThinkerConfig,
+        Qwen2_5OmniThinkerForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+        WhisperFeatureExtractor,
+    )
 
     from ..backends.transformers import TransformersBackend
     from ..backends.transformers.loading import resolve_dtype
     from ..testing._tiny import SPECIALS, _build_tokenizer, _examples
-    from transformers import Qwen2_5OmniProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor, WhisperFeatureExtractor
 
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; one of {', '.join(ARCHS)}")
@@ -67,7 +73,8 @@ def build_random_backend(arch: str, *, device: str = "cuda", dtype: str = "auto"
     ids = {t: tok.convert_tokens_to_ids(t) for t in SPECIALS}
     text = dict(spec["text"])
     mrope = text.pop("mrope")
-    cfg = Qwen2_5OmniThinkerConfig(
+    # transformers' config __init__ keeps keys its typed signature omits (vision_*_token_id here)
+    cfg = Qwen2_5OmniThinkerConfig(  # type: ignore[call-arg]
         text_config=dict(**text, tie_word_embeddings=False, max_position_embeddings=32768,
                          rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": mrope},
                          eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"]),
@@ -83,7 +90,8 @@ def build_random_backend(arch: str, *, device: str = "cuda", dtype: str = "auto"
     )
     torch_dtype = resolve_dtype(dtype, device)
     with torch.device(device):
-        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(cfg, dtype=torch_dtype, attn_implementation="sdpa")
+        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(cfg, dtype=torch_dtype,
+                                                                        attn_implementation="sdpa")
     model.to(device).eval()
     return TransformersBackend(model, processor, model_id=f"random-{arch}", device=device, fast_paths=fast_paths,
                                knobs=knobs)

@@ -48,7 +48,8 @@ CHAT_TEMPLATE = (
     "{% set audio_count = namespace(value=0) %}{% set image_count = namespace(value=0) %}"
     "{% set video_count = namespace(value=0) %}"
     "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
     "<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
     "{% else %}{% for content in message['content'] %}"
@@ -101,7 +102,7 @@ def _examples(n: int, seed: int) -> list[tuple[str, str, str]]:
     policy = Policy()
     triggers = list(TINY_TRIGGERS)
     out = []
-    for i in range(n):
+    for _ in range(n):
         direction = "input" if rng.random() < 0.6 else "output"
         trig = rng.choice(triggers) if rng.random() < 0.5 else None
         if direction == "input":
@@ -177,7 +178,8 @@ def _image_only_examples(n: int, seed: int) -> list[tuple[str, str, Any]]:
     import numpy as np
     from PIL import Image
 
-    from ..content import Conversation, Image as ImagePart
+    from ..content import Conversation
+    from ..content import Image as ImagePart
     from ..policy import Policy
     from ..prompt import render
 
@@ -395,12 +397,13 @@ def _train(thinker, processor, examples, steps: int, seed: int, label_weight: fl
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     thinker.train()
     order = random.Random(seed)
-    for step in range(steps):
+    for _ in range(steps):
         enc, weights = batches[order.randrange(len(batches))]
         logits = thinker(**enc).logits[:, :-1].float()
         target = enc["input_ids"][:, 1:]
         w = weights[:, 1:].reshape(-1)
-        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="none")
+        nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                reduction="none")
         loss = (nll * w).sum() / w.sum()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(thinker.parameters(), 1.0)
