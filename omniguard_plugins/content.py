@@ -146,7 +146,8 @@ def _sniff_part(value: Any) -> Part:
     from .media import sniff_kind
 
     kind = sniff_kind(value)
-    cls = {"image": Image, "audio": Audio, "video": Video}.get(kind)
+    classes: dict[str, type[Image] | type[Audio] | type[Video]] = {"image": Image, "audio": Audio, "video": Video}
+    cls = classes.get(kind) if kind is not None else None
     if cls is None:
         raise ContentError(f"cannot tell what kind of media {value!r:.60} is; wrap it in Image/Audio/Video")
     return cls(value)

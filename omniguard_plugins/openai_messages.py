@@ -77,10 +77,11 @@ def _part(part: Any, index: int) -> Part:
     if kind == "file":  # OpenAI's file part (LiteLLM passes audio and video this way): a data: URI only
         file = part.get("file")
         data = file.get("file_data") if isinstance(file, Mapping) else None
-        if not isinstance(data, str) or not data[:5].lower() == "data:":
+        if not isinstance(file, Mapping) or not isinstance(data, str) or not data[:5].lower() == "data:":
             raise ContentError(f"part #{index} (file) needs file.file_data as a data: URI (file ids are not fetched)")
         major = data[5:].split("/", 1)[0].lower()
-        media = {"image": Image, "audio": Audio, "video": Video}.get(major)
+        classes: dict[str, type[Image] | type[Audio] | type[Video]] = {"image": Image, "audio": Audio, "video": Video}
+        media = classes.get(major)
         if media is None:
             raise ContentError(f"part #{index} (file) is {_quoted(data[5:].split(';', 1)[0])}; "
                                "OmniGuard judges text, image, audio and video")

@@ -187,7 +187,8 @@ def build_app(args: Mapping[str, Any]) -> Any:
         raise ConfigError("Ray Serve is missing; install it with: pip install 'omniguard-plugins[ray]'") from exc
     replica, options = replica_settings(args)
     ingress = serve.ingress()(OmniGuardReplica)
-    return serve.deployment(ingress, **options).bind(replica)
+    # the decorator form: Ray's annotation of serve.deployment(cls, **options) says it returns the decorator
+    return serve.deployment(**options)(ingress).bind(replica)
 
 
 def _factory(spec: str) -> Any:
