@@ -43,9 +43,8 @@ def main() -> None:
 
     from langchain_core.messages import HumanMessage
     from langchain_core.runnables import RunnableLambda
-    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-
     from langchain_omniguard import OmniGuardRunnable, guard
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
     from llama_index_omniguard import OmniGuardPostprocessor
     from nemoguardrails_omniguard import omniguard_check_input
 

@@ -80,7 +80,6 @@ def _doors(judge: Any) -> dict[str, tuple[Any, Any, Callable[[int], Any]]]:
     from langchain.agents import create_agent
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
-
     from langchain_omniguard import OmniGuardMiddleware, guard
 
     chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | PacedModel() | StrOutputParser()
