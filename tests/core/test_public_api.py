@@ -62,7 +62,8 @@ def test_importing_the_core_does_not_import_frameworks_or_torch() -> None:
 
     code = (
         "import sys, omniguard_plugins; "
-        "heavy = [m for m in ('torch', 'transformers', 'langchain_core', 'llama_index', 'nemoguardrails', 'ray') if m in sys.modules]; "
+        "heavy = [m for m in ('torch', 'transformers', 'langchain_core', 'llama_index', 'nemoguardrails', 'ray')"
+        " if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -85,10 +85,10 @@ def test_image_turn_reaches_the_vision_tower(tiny_judge: OmniGuard, tmp_path: Pa
 
 
 def _last_request(judge: OmniGuard):
+    from omniguard_plugins import Conversation
     from omniguard_plugins.backends.base import GenerationRequest
     from omniguard_plugins.media import decode_part
     from omniguard_plugins.prompt import render
-    from omniguard_plugins import Conversation
 
     img = Image(PILImage.new("RGB", (64, 48), (200, 30, 30)))
     rendered = render(Conversation.of(user=["x", img]), judge.config.policy, "input")

@@ -35,7 +35,9 @@ def backend(tiny_checkpoint_path: Path) -> Iterator[TransformersBackend]:
     backend.close()
 
 
-def _request(text: str, *media: object, mode: str = "verdict", policy: Policy | None = None, **kw: object) -> GenerationRequest:
+def _request(
+    text: str, *media: object, mode: str = "verdict", policy: Policy | None = None, **kw: object
+) -> GenerationRequest:
     # an image with no text renders the image-only template
     user = [text] if text else [Image(PILImage.new("RGB", (8, 8)))]
     rendered = render(Conversation.of(user=user), policy or Policy(), "input")
@@ -75,7 +77,9 @@ def _with(backend: TransformersBackend, **switches: object) -> TransformersBacke
     return backend.variant(fast_paths=replace(backend.fast_paths, **switches))
 
 
-def _answers(backend: TransformersBackend, requests: list[GenerationRequest], *, prefix_cache: bool) -> list[tuple[str, float | None, int]]:
+def _answers(
+    backend: TransformersBackend, requests: list[GenerationRequest], *, prefix_cache: bool
+) -> list[tuple[str, float | None, int]]:
     return [(r.text, r.score, r.new_tokens) for r in _with(backend, prefix_cache=prefix_cache).generate(requests)]
 
 
@@ -133,7 +137,8 @@ def test_own_decode_loop_equals_transformers_generate(backend: TransformersBacke
     with torch.inference_mode():
         out = backend.model.generate(
             **batch, max_new_tokens=20, do_sample=False, use_audio_in_video=False,
-            pad_token_id=backend.tokenizer.pad_token_id, eos_token_id=backend.tokenizer.convert_tokens_to_ids("<|im_end|>"),
+            pad_token_id=backend.tokenizer.pad_token_id,
+            eos_token_id=backend.tokenizer.convert_tokens_to_ids("<|im_end|>"),
         )
     theirs = backend.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     assert ours == theirs
@@ -284,7 +289,8 @@ def test_explained_verdicts_decode_the_critique_without_a_follow_up(tiny_checkpo
     unsafe, safe = continued
     assert not unsafe.safe and unsafe.critique and unsafe.category_codes == ("S9",)
     assert safe.safe and safe.critique is None
-    assert [(v.safe, v.category_codes, v.critique) for v in continued] == [(v.safe, v.category_codes, v.critique) for v in followed]
+    assert ([(v.safe, v.category_codes, v.critique) for v in continued]
+            == [(v.safe, v.category_codes, v.critique) for v in followed])
 
 
 @pytest.mark.parametrize("mode", ["verdict", "score"])

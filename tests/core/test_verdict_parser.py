@@ -13,15 +13,18 @@ POLICY = Policy()
 @pytest.mark.parametrize(
     ("raw", "safe", "codes", "critique"),
     [
-        ("- Safety Assessment: unsafe\n- Categories: S1, S10\n- Assessment: Violent and hateful.", False, ("S1", "S10"), "Violent and hateful."),
+        ("- Safety Assessment: unsafe\n- Categories: S1, S10\n- Assessment: Violent and hateful.", False, ("S1", "S10"),
+         "Violent and hateful."),
         ("- Safety Assessment: safe\n- Categories: None\n- Assessment: Harmless.", True, (), "Harmless."),
         ("- safety assessment: UNSAFE\n- categories: s9\n", False, ("S9",), None),
         ("  -  Safety Assessment :  Safe  \n- Categories:\n", True, (), None),
         ("- Safety Assessment: unsafe\n- Categories: Violent Crimes; Hate\n- Assessment: x", False, ("S1", "S10"), "x"),
-        ("- Safety Assessment: unsafe\n- Categories: S1: Violent Crimes, S11: Suicide & Self-Harm", False, ("S1", "S11"), None),
+        ("- Safety Assessment: unsafe\n- Categories: S1: Violent Crimes, S11: Suicide & Self-Harm", False,
+         ("S1", "S11"), None),
         ("Sure! Here is my answer.\n- Safety Assessment: unsafe\n- Categories: [S2]\nThanks", False, ("S2",), None),
         ("**Safety Assessment:** unsafe\n**Categories:** S4", False, ("S4",), None),
-        ("- Safety Assessment: safe\n- Categories: n/a\n- Assessment: The request is fine.\nIt asks for a recipe.", True, (), "The request is fine.\nIt asks for a recipe."),
+        ("- Safety Assessment: safe\n- Categories: n/a\n- Assessment: The request is fine.\nIt asks for a recipe.",
+         True, (), "The request is fine.\nIt asks for a recipe."),
         ("unsafe\nS1,S9", False, ("S1", "S9"), None),  # Llama Guard style
         ("safe", True, (), None),
         ("- Safety Assessment: unsafe", False, (), None),  # categories missing: still unsafe

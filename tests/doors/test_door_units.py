@@ -7,8 +7,8 @@ import json
 
 import pytest
 from door_media import audio_part, image_part, text_part
-
 from litellm_omniguard import LocalChecker
+
 from omniguard_plugins import Audio, ContentError, Image, Policy, Text, Verdict, Video
 from omniguard_plugins.openai_answers import answer_text, delta_text
 from omniguard_plugins.openai_messages import parts_from_openai
@@ -118,7 +118,8 @@ async def test_an_empty_answer_is_not_judged():
 
 
 @pytest.mark.parametrize("status, body, expected", [
-    (404, {"error": {"message": "no such model", "code": "model_not_found", "param": "model"}}, (404, "model_not_found")),
+    (404, {"error": {"message": "no such model", "code": "model_not_found", "param": "model"}},
+     (404, "model_not_found")),
     (401, {"error": {"message": "bad key"}}, (502, "upstream_auth")),
     (503, b"<html>overloaded</html>", (502, "upstream_error")),
 ])

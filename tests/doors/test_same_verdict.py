@@ -83,7 +83,6 @@ def tiny_server(tiny_checkpoint_path, upstream):
 def via_runnable(judge: OmniGuard, case: Case) -> Result:
     from langchain_core.callbacks import BaseCallbackHandler
     from langchain_core.messages import AIMessage, HumanMessage
-
     from langchain_omniguard import OmniGuardRunnable
 
     class Verdicts(BaseCallbackHandler):
@@ -103,7 +102,6 @@ def via_runnable(judge: OmniGuard, case: Case) -> Result:
 
 def via_postprocessor(judge: OmniGuard, case: Case) -> Result:
     from llama_index.core.schema import MediaResource, Node, NodeWithScore, QueryBundle, TextNode
-
     from llama_index_omniguard import OmniGuardPostprocessor
 
     post = OmniGuardPostprocessor(judge=judge, on_unsafe="annotate", with_query=case.assistant is not None)

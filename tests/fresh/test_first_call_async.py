@@ -85,7 +85,8 @@ async def main():
     nodes = [NodeWithScore(node=TextNode(text="how to build a bomb at home"), score=1.0),
              NodeWithScore(node=TextNode(text="Paris has many museums"), score=1.0)]
     kept = await OmniGuardPostprocessor().apostprocess_nodes(nodes)
-    index = VectorStoreIndex.from_documents([Document(text="Paris has many museums.")], embed_model=MockEmbedding(embed_dim=8))
+    index = VectorStoreIndex.from_documents([Document(text="Paris has many museums.")],
+                                            embed_model=MockEmbedding(embed_dim=8))
     engine = GuardedQueryEngine(index.as_query_engine(llm=MockLLM()))
     refused = await engine.aquery("how do I build a bomb")
     answered = await engine.aquery("what does Paris have")
@@ -108,7 +109,8 @@ asyncio.run(main())
 import os, socket, subprocess, time, httpx
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-proc = subprocess.Popen([sys.executable, "-m", "omniguard_plugins.server", "--port", str(port), "--log-level", "warning"])
+proc = subprocess.Popen([sys.executable, "-m", "omniguard_plugins.server", "--port", str(port),
+                         "--log-level", "warning"])
 try:
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -118,9 +120,12 @@ try:
             time.sleep(0.1)
     async def main():
         async with httpx.AsyncClient(timeout=60) as client:
-            first = (await client.post(url + "/v1/guard", json={"messages": [{"role": "user", "content": "how do I build a bomb"}]})).json()
-            second = (await client.post(url + "/v1/guard", json={"messages": [{"role": "user", "content": "hello there"}]})).json()
-        report(unsafe=[first["safe"], [c["code"] for c in first["categories"]], first["error"]], safe=[second["safe"], second["error"]])
+            first = (await client.post(
+                url + "/v1/guard", json={"messages": [{"role": "user", "content": "how do I build a bomb"}]})).json()
+            second = (await client.post(
+                url + "/v1/guard", json={"messages": [{"role": "user", "content": "hello there"}]})).json()
+        report(unsafe=[first["safe"], [c["code"] for c in first["categories"]], first["error"]],
+               safe=[second["safe"], second["error"]])
     asyncio.run(main())
 finally:
     proc.terminate(); proc.wait(30)
@@ -130,7 +135,8 @@ import socket, subprocess, time, httpx
 from openai import AsyncOpenAI
 with socket.socket() as s:
     s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
-proc = subprocess.Popen([sys.executable, "-m", "omniguard_plugins.server", "--port", str(port), "--log-level", "warning"])
+proc = subprocess.Popen([sys.executable, "-m", "omniguard_plugins.server", "--port", str(port),
+                         "--log-level", "warning"])
 try:
     for _ in range(600):
         try:
@@ -140,7 +146,8 @@ try:
     async def main():
         client = AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused")
         out = await client.moderations.create(model="omniguard", input=["how do I build a bomb", "hello there"])
-        report(flagged=[r.flagged for r in out.results], weapons=out.results[0].categories.model_dump().get("illicit/violent"))
+        report(flagged=[r.flagged for r in out.results],
+               weapons=out.results[0].categories.model_dump().get("illicit/violent"))
     asyncio.run(main())
 finally:
     proc.terminate(); proc.wait(30)
@@ -150,11 +157,13 @@ from litellm_omniguard import OmniGuardGuardrail, OmniGuardViolation
 async def main():
     guardrail = OmniGuardGuardrail(guardrail_name="omniguard")
     try:
-        await guardrail.async_pre_call_hook(None, None, {"messages": [{"role": "user", "content": "how do I build a bomb"}]}, "completion")
+        await guardrail.async_pre_call_hook(
+            None, None, {"messages": [{"role": "user", "content": "how do I build a bomb"}]}, "completion")
         blocked = None
     except OmniGuardViolation as exc:
         blocked = [exc.stage, list(exc.verdict.category_codes), exc.verdict.error]
-    passed = await guardrail.async_pre_call_hook(None, None, {"messages": [{"role": "user", "content": "hello there"}]}, "completion")
+    passed = await guardrail.async_pre_call_hook(
+        None, None, {"messages": [{"role": "user", "content": "hello there"}]}, "completion")
     report(blocked=blocked, passed=passed["messages"][0]["content"])
 asyncio.run(main())
 """,
@@ -162,7 +171,8 @@ asyncio.run(main())
 import subprocess
 from pathlib import Path
 omniguard = str(Path(sys.executable).parent / "omniguard")  # the console script a user types
-unsafe = subprocess.run([omniguard, "check", "--text", "how do I build a bomb", "--json"], capture_output=True, text=True)
+unsafe = subprocess.run([omniguard, "check", "--text", "how do I build a bomb", "--json"],
+                        capture_output=True, text=True)
 safe = subprocess.run([omniguard, "check", "--text", "good morning", "--json"], capture_output=True, text=True)
 v = json.loads(unsafe.stdout[unsafe.stdout.index("{"):])
 report(unsafe=[unsafe.returncode, [c["code"] for c in v["categories"]], v["error"]], safe=safe.returncode)
@@ -212,4 +222,5 @@ def test_first_call_through_each_door_gives_the_real_verdict(results, door):
     if door == "langchain_agent":
         assert "bomb" not in got["blocked"] and got["passed"] == "The sea is wide and blue."
     if door == "llamaindex":
-        assert got["refused"] == "I can't help with that: it was flagged as unsafe (Indiscriminate Weapons)." and "Paris" in got["answered"]
+        assert (got["refused"] == "I can't help with that: it was flagged as unsafe (Indiscriminate Weapons)."
+                and "Paris" in got["answered"])

@@ -102,7 +102,9 @@ def make_video(media_dir: Path) -> Callable[..., bytes]:
     return make
 
 
-def png_bytes(size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 30, 30), mode: str = "RGB") -> bytes:
+def png_bytes(
+    size: tuple[int, int] = (64, 48), color: tuple[int, int, int] = (200, 30, 30), mode: str = "RGB"
+) -> bytes:
     buf = io.BytesIO()
     PILImage.new(mode, size, color if mode == "RGB" else None).save(buf, "PNG")
     return buf.getvalue()

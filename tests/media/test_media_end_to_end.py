@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from media_factory import png_bytes, tone, wav_bytes
-
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from omniguard_plugins import Audio, Image, OmniGuard, Video

@@ -13,8 +13,8 @@ import pytest
 from media_factory import png_bytes
 
 from omniguard_plugins import Image, MediaFetchRefused, MediaTooLarge
-from omniguard_plugins.media.fetch import MAX_REDIRECTS, fetch_url, is_public_address
 from omniguard_plugins.media import MediaLimits, decode_part
+from omniguard_plugins.media.fetch import MAX_REDIRECTS, fetch_url, is_public_address
 
 PNG = png_bytes((16, 16), (0, 0, 255))
 

@@ -63,12 +63,14 @@ def test_exif_orientation_is_applied():
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
-        pytest.param(lambda: PILImage.new("RGBA", (8, 8), (255, 0, 0, 0)), (255, 255, 255), id="transparent RGBA on white"),
+        pytest.param(lambda: PILImage.new("RGBA", (8, 8), (255, 0, 0, 0)), (255, 255, 255),
+                     id="transparent RGBA on white"),
         pytest.param(lambda: PILImage.new("RGBA", (8, 8), (0, 0, 255, 255)), (0, 0, 255), id="opaque RGBA"),
         pytest.param(lambda: PILImage.new("LA", (8, 8), (0, 0)), (255, 255, 255), id="transparent LA"),
         pytest.param(lambda: PILImage.new("L", (8, 8), 77), (77, 77, 77), id="grayscale"),
         pytest.param(lambda: PILImage.new("1", (8, 8), 1), (255, 255, 255), id="1-bit"),
-        pytest.param(lambda: PILImage.new("RGB", (8, 8), (10, 200, 30)).convert("P", palette=PILImage.Palette.ADAPTIVE), (10, 200, 30), id="palette"),
+        pytest.param(lambda: PILImage.new("RGB", (8, 8), (10, 200, 30)).convert("P", palette=PILImage.Palette.ADAPTIVE),
+                     (10, 200, 30), id="palette"),
     ],
 )
 def test_every_png_mode_becomes_rgb(make, expected):

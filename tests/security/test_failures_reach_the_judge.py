@@ -23,7 +23,6 @@ def _errors(judge) -> int:
 
 def test_langchain_conversion_failures_are_counted(judge):
     from langchain_core.messages import HumanMessage
-
     from langchain_omniguard import OmniGuardRunnable
 
     heard = []
@@ -40,7 +39,6 @@ def test_langchain_conversion_failures_are_counted(judge):
 
 def test_llamaindex_conversion_failures_are_counted(judge):
     from llama_index.core.schema import ImageNode, NodeWithScore, TextNode
-
     from llama_index_omniguard import OmniGuardPostprocessor
 
     nodes = [NodeWithScore(node=ImageNode(text="x", image="%%% broken %%%"), score=1.0),

@@ -79,7 +79,6 @@ def _lc_blocks(path: str) -> list[dict]:
 @pytest.mark.parametrize("index", range(4))
 def test_langchain_blocks_holding_a_host_path(judge, host_png, index):
     from langchain_core.messages import HumanMessage
-
     from langchain_omniguard import OmniGuardRunnable
     from langchain_omniguard._convert import to_conversation
 
@@ -108,10 +107,12 @@ def test_langchain_dict_values_are_never_paths(judge, host_png):
 
 def test_omni_chat_data_uri_holding_a_path(judge, host_png):
     """omni_chat splits the browser's data: URL into a base64 block; the path inside stays text."""
-    from demo_apps.omni_chat.app import Attachment, ChatRequest, user_message
     from langchain_omniguard._convert import to_conversation
 
-    request = ChatRequest(text="what is this?", attachments=[Attachment(name="x.png", data_url=f"data:image/png;base64,{host_png}")])
+    from demo_apps.omni_chat.app import Attachment, ChatRequest, user_message
+
+    request = ChatRequest(text="what is this?",
+                          attachments=[Attachment(name="x.png", data_url=f"data:image/png;base64,{host_png}")])
     verdict = judge.check(to_conversation(user_message(request)))
     _assert_blocked_naming_no_file(verdict, host_png)
 
@@ -144,7 +145,6 @@ def test_base64_media_under_an_unknown_key_is_refused_not_prose():
 def test_llamaindex_nodes_and_blocks_holding_a_host_path(judge, host_png):
     from llama_index.core.base.llms.types import ChatMessage, ImageBlock
     from llama_index.core.schema import ImageNode, NodeWithScore
-
     from llama_index_omniguard import OmniGuardPostprocessor
     from llama_index_omniguard._convert import message_parts
 
@@ -174,7 +174,8 @@ def test_nemo_parts_holding_a_host_path(judge, host_png):
     context = {"user_message": [{"type": "text", "text": "what is this?"},
                                 {"type": "image_url", "image_url": {"url": str(host_png)}}]}
     outcome = asyncio.run(omniguard_check_input(context=context, omniguard_judge=judge))
-    assert outcome.metadata["error"] and str(host_png) not in str(outcome.metadata) and host_png.name not in outcome.reason
+    assert (outcome.metadata["error"] and str(host_png) not in str(outcome.metadata)
+            and host_png.name not in outcome.reason)
 
 
 def test_server_parts_holding_a_host_path(judge, host_png):
