@@ -182,3 +182,20 @@ async def test_nemos_own_streaming_rails_keep_the_input_refusal_an_input_refusal
 
     assert "".join(chunks) == (refusal or REFUSAL)
     assert llm.inference_count == 0
+
+
+async def test_concurrent_streams_on_one_rails_do_not_mix(judge) -> None:
+    """Two streams at once on one LLMRails: each shows what its own rail released (one answer
+    blocks, the other streams whole)."""
+    answer = SAFE + UNSAFE + SAFE
+    config = RailsConfig.from_path(RAILS_DIR)
+    llm = FakeLLMModel(responses=[SAFE, answer])  # whichever turn asks first gets the safe one
+    rails = register(LLMRails(config, llm=llm), judge=judge)
+
+    results = await asyncio.gather(collect(rails), collect(rails))
+
+    blocked = [r for r in results if r[-1].lstrip().startswith("{")]
+    whole = [r for r in results if not r[-1].lstrip().startswith("{")]
+    assert len(blocked) == 1 and len(whole) == 1
+    assert "".join(whole[0]) == SAFE
+    assert "bomb" not in "".join(blocked[0][:-1]) and json.loads(blocked[0][-1])["error"]["param"] == OUTPUT_FLOW
