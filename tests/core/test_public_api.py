@@ -28,8 +28,27 @@ MODULES = {
                                   "Turn", "Video"],
     "omniguard_plugins.openai_messages": ["conversation_from_openai", "parts_from_openai"],
     "omniguard_plugins.backends.base": ["Backend", "BaseBackend", "GenerationRequest", "GenerationResult"],
+    "omniguard_plugins.live": ["LiveInputError", "LiveOutput", "LiveSession", "LiveSettings", "LiveStats", "LiveVerdict",
+                               "OnBlock", "PcmStream", "Ring", "TARGET_RATE", "live_blocking", "to_pil"],
     "omniguard_plugins.answer_format": None,
     "omniguard_plugins.testing": None,  # checked below: every name importable
+}
+
+
+#: every adapter package the distribution ships (each its own import name, with py.typed)
+ADAPTERS = ("langchain_omniguard", "llama_index_omniguard", "nemoguardrails_omniguard", "litellm_omniguard",
+            "openai_agents_omniguard", "pipecat_omniguard", "livekit_omniguard")
+
+#: the adapters' public names, pinned like the core's
+ADAPTER_APIS = {
+    "llama_index_omniguard": ["GuardViolation", "GuardedChatEngine", "GuardedQueryEngine",
+                              "GuardedStreamingChatResponse", "ON_BLOCK", "OmniGuardLLM", "OmniGuardPostprocessor",
+                              "answer_parts", "message_parts", "node_parts", "query_parts"],
+    "litellm_omniguard": ["GuardedStream", "LocalChecker", "OmniGuardGuardrail", "OmniGuardViolation",
+                          "RemoteChecker", "acompletion", "completion"],
+    "pipecat_omniguard": ["LiveInputError", "LiveSession", "LiveSettings", "LiveVerdict", "OmniGuardProcessor"],
+    "livekit_omniguard": ["LiveInputError", "LiveSession", "LiveSettings", "LiveVerdict", "OmniGuardAgent",
+                          "OmniGuardAgentMixin"],
 }
 
 
@@ -40,7 +59,7 @@ def test_all_is_pinned() -> None:
 
 
 def test_module_apis_are_pinned() -> None:
-    for name, expected in MODULES.items():
+    for name, expected in {**MODULES, **ADAPTER_APIS}.items():
         module = importlib.import_module(name)
         if expected is not None:
             assert sorted(module.__all__) == sorted(expected), name
@@ -51,8 +70,7 @@ def test_module_apis_are_pinned() -> None:
 def test_py_typed_is_shipped() -> None:
     from importlib import resources
 
-    for pkg in ("omniguard_plugins", "langchain_omniguard", "llama_index_omniguard", "nemoguardrails_omniguard",
-                "litellm_omniguard"):
+    for pkg in ("omniguard_plugins", *ADAPTERS):
         assert resources.files(pkg).joinpath("py.typed").is_file(), pkg
 
 
@@ -62,7 +80,8 @@ def test_importing_the_core_does_not_import_frameworks_or_torch() -> None:
 
     code = (
         "import sys, omniguard_plugins; "
-        "heavy = [m for m in ('torch', 'transformers', 'langchain_core', 'llama_index', 'nemoguardrails', 'ray')"
+        "heavy = [m for m in ('torch', 'transformers', 'langchain_core', 'llama_index', 'nemoguardrails', 'ray',"
+        " 'pipecat', 'livekit', 'agents', 'litellm')"
         " if m in sys.modules]; "
         "print(','.join(heavy))"
     )
@@ -71,5 +90,5 @@ def test_importing_the_core_does_not_import_frameworks_or_torch() -> None:
 
 
 def test_adapter_packages_import() -> None:
-    for pkg in ("langchain_omniguard", "llama_index_omniguard", "nemoguardrails_omniguard", "litellm_omniguard"):
+    for pkg in ADAPTERS:
         importlib.import_module(pkg)

@@ -188,7 +188,7 @@ EXPECTED: dict[str, dict] = {
     "serve": {"unsafe": [False, ["S9"], None], "safe": [True, None]},
     "cli": {"unsafe": [1, ["S9"], None], "safe": 0},
     "moderations": {"flagged": [True, False], "weapons": True},
-    "litellm": {"blocked": ["pre_call", ["S9"], None], "passed": "hello there"},
+    "litellm": {"blocked": ["input", ["S9"], None], "passed": "hello there"},
 }
 
 
