@@ -5,7 +5,8 @@ backed by the shared judge, judging text and media (images, audio, video) alike.
     from openai_agents_omniguard import omniguard_input, omniguard_output
     agent = Agent(name="assistant", input_guardrails=[omniguard_input], output_guardrails=[omniguard_output])
 
-See :mod:`.guardrails` for what each one judges and how it blocks.
+See :mod:`.guardrails` for what each one judges and how it blocks, and :mod:`.streaming` for
+``guarded_events``, a streamed run's events through the core stream rail.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from .guardrails import (
     omniguard_tool_output,
     omniguard_tool_output_guardrail,
 )
+from .streaming import guarded_events
 
 __all__ = [
     "ON_UNSAFE",
     "OnUnsafe",
+    "guarded_events",
     "input_conversation",
     "omniguard_input",
     "omniguard_input_guardrail",
