@@ -48,6 +48,7 @@ espeak:
 
 demo: install
 	$(BIN)/omniguard demo
+	@echo "Live voice and camera chat: $(BIN)/python -m demo_apps.voice_guard  (http://127.0.0.1:7861/)"
 	$(BIN)/python -m demo_apps.omni_chat
 
 demo-cli: install
