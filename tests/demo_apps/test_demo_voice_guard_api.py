@@ -3,17 +3,10 @@ one-line reason (never a crash of the server)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
 from omniguard_plugins.testing import scripted_judge
-
-if importlib.util.find_spec("pipecat_omniguard") is None:  # pragma: no cover - an editable install older than it
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "adapters"))
 
 
 @pytest.fixture

@@ -7,9 +7,7 @@ the turn's time span in the session."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,8 +27,6 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 #: a span in session seconds: "1.0–4.0 s" (a window or the turn), never a single instant
 _SPAN = re.compile(r"^\d+\.\d–\d+\.\d s$")
 
-if importlib.util.find_spec("pipecat_omniguard") is None:  # pragma: no cover - an editable install older than it
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "adapters"))
 
 pytestmark = [
     pytest.mark.browser,
