@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import Any, get_args
 
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.doors import Action, Blocking, Stage, summarize
 from omniguard_plugins.errors import ConfigError
-from omniguard_plugins.verdict import Verdict
+from omniguard_plugins.verdict import Mode, Verdict
 
-__all__ = ["ON_BLOCK", "JudgeRef", "blocking", "judge_argument", "resolve_judge", "verdict_metadata"]
+__all__ = ["ON_BLOCK", "JudgeRef", "blocking", "check_mode", "judge_argument", "resolve_judge", "verdict_metadata"]
 
 #: the LlamaIndex vocabulary (``on_block`` / ``on_unsafe``) -> the core's block action
 ON_BLOCK: Mapping[str, Action] = {"refuse": "refuse", "raise": "raise", "drop": "drop", "annotate": "annotate"}
@@ -34,6 +34,12 @@ def blocking(value: str, allowed: Collection[str], setting: str, template: str |
     if value not in allowed:
         raise ConfigError(f"{setting} must be one of {', '.join(repr(a) for a in allowed)}, got {value!r}")
     return Blocking(ON_BLOCK[value], template)
+
+
+def check_mode(mode: Any) -> None:
+    """A door's ``mode=`` is checked when the door is built, not on its first check."""
+    if mode is not None and mode not in get_args(Mode):
+        raise ConfigError(f"mode must be one of {', '.join(get_args(Mode))}, got {mode!r}")
 
 
 def resolve_judge(judge: OmniGuard | None) -> OmniGuard:

@@ -18,7 +18,7 @@ differ.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypedDict, get_args
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from llama_index.core.base.base_query_engine import BaseQueryEngine
 from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
@@ -42,12 +42,12 @@ from llama_index.core.schema import QueryBundle
 from omniguard_plugins import OmniGuard, Verdict
 from omniguard_plugins.content import Part
 from omniguard_plugins.doors import DEFAULT_REFUSAL, Ask, Stage
-from omniguard_plugins.errors import ConfigError, ContentError
+from omniguard_plugins.errors import ContentError
 from omniguard_plugins.policy import Policy
 from omniguard_plugins.streaming import StreamSettings
 from omniguard_plugins.verdict import Mode
 
-from ._blocking import JudgeRef, blocking, judge_argument, verdict_metadata
+from ._blocking import JudgeRef, blocking, check_mode, judge_argument, verdict_metadata
 from ._convert import failing, message_parts, query_parts
 from ._steps import Call, Judge, Steps, adrive, drive
 from ._stream import GuardedStreamingChatResponse, OnBlock, StreamGuard
@@ -93,8 +93,7 @@ class _Rails:
         max_unjudged_chars: int = _DEFAULT_STREAM.max_unjudged_chars,
         max_in_flight: int = _DEFAULT_STREAM.max_in_flight,
     ) -> None:
-        if mode is not None and mode not in get_args(Mode):
-            raise ConfigError(f"mode must be one of {', '.join(get_args(Mode))}, got {mode!r}")
+        check_mode(mode)
         self.blocking = blocking(on_block, ("refuse", "raise"), "on_block", refusal_message)
         self._judge_ref = JudgeRef(judge)
         self.check_input = check_input

@@ -29,7 +29,7 @@ the template) as an assistant message without tool calls, the verdict summary in
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Optional, Union, get_args
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 from llama_index.core.base.llms.types import (
     ChatMessage,
@@ -53,7 +53,7 @@ from omniguard_plugins.errors import ConfigError, ContentError
 from omniguard_plugins.streaming import StreamSettings
 from omniguard_plugins.verdict import Mode
 
-from ._blocking import JudgeRef, blocking
+from ._blocking import JudgeRef, blocking, check_mode
 from ._convert import answer_parts, failing, message_parts
 from ._llm_stream import AnswerStream, Response, refused_response
 from ._steps import Call, Judge, Steps, adrive, drive
@@ -115,8 +115,7 @@ class OmniGuardLLM(FunctionCallingLLM):
     ) -> None:
         if not isinstance(llm, LLM):
             raise ConfigError(f"OmniGuardLLM wraps a LlamaIndex LLM, got {type(llm).__name__}")
-        if mode is not None and mode not in get_args(Mode):
-            raise ConfigError(f"mode must be one of {', '.join(get_args(Mode))}, got {mode!r}")
+        check_mode(mode)
         chosen = blocking(on_unsafe, ("refuse", "raise"), "on_unsafe", refusal_message)
         stream = StreamSettings(window_chars, step_chars, max_unjudged_chars, max_in_flight)
         super().__init__(

@@ -16,10 +16,10 @@ from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle
 from omniguard_plugins import OmniGuard, Verdict
 from omniguard_plugins.content import Conversation, Turn
 from omniguard_plugins.doors import Ask, Blocking, Stage
-from omniguard_plugins.errors import ConfigError, GuardViolation
+from omniguard_plugins.errors import GuardViolation
 from omniguard_plugins.verdict import Mode
 
-from ._blocking import JudgeRef, blocking, judge_argument, verdict_metadata
+from ._blocking import JudgeRef, blocking, check_mode, judge_argument, verdict_metadata
 from ._convert import node_parts, query_parts
 
 __all__ = ["OmniGuardPostprocessor", "OnUnsafeNode"]
@@ -52,8 +52,7 @@ class OmniGuardPostprocessor(BaseNodePostprocessor):
     def __init__(self, *args: OmniGuard, judge: OmniGuard | None = None, **settings: Any) -> None:
         judge = judge_argument(args, judge, "OmniGuardPostprocessor")
         super().__init__(judge=judge, **settings)  # type: ignore[call-arg]  # pydantic fields
-        if self.mode is not None and self.mode not in get_args(Mode):
-            raise ConfigError(f"mode must be one of {', '.join(get_args(Mode))}, got {self.mode!r}")
+        check_mode(self.mode)
         self._blocking = blocking(self.on_unsafe, get_args(OnUnsafeNode), "on_unsafe")
         self._judge_ref = JudgeRef(judge)
 
