@@ -4,7 +4,6 @@ first check async inside a running pipeline (pipecat's own ``run_test``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -50,8 +49,6 @@ def test_pipecat_processor_first_call_in_a_fresh_process(tiny_checkpoint_path: P
            "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
     for name in ("OMNIGUARD_URL", "OMNIGUARD_CONFIG", "OMNIGUARD_BACKEND", "OMNIGUARD_TOKEN"):
         env.pop(name, None)
-    if importlib.util.find_spec("pipecat_omniguard") is None:  # an editable install older than the package
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "adapters"), env.get("PYTHONPATH", "")])
     script = tmp_path / "door_pipecat.py"
     script.write_text(textwrap.dedent(SCRIPT))
     done = subprocess.run([sys.executable, str(script)], env=env, cwd=tmp_path, capture_output=True, text=True,
