@@ -11,8 +11,9 @@ The budget is in seconds. A request weighs ``units`` (1, plus its body size at t
 see :func:`units_for_body`); ``max_batch`` units make a batch, which costs the measured time of a
 recent batch (an average over recent batches, fed by the batcher). A new reservation is refused
 with :class:`~omniguard_plugins.errors.OverloadedError` when the batches already reserved plus
-its own would take longer than the queue-delay bound plus one batch (the one running now), so
-no admitted caller waits longer than the bound plus its own batch. Nothing is refused while
+its own would take longer than the queue-delay bound plus one batch (the batch running now
+counts whole, however few it holds), so no admitted caller waits longer than the bound plus its
+own batch. Nothing is refused while
 fewer than ``max_batch`` reservations are held (they would share one batch), so one request of
 any size gets in.
 
@@ -140,6 +141,9 @@ class Admission:
         self._units = 0.0
         self._count = 0
         self._batch_s: float | None = None
+        #: requests in the batch the model runs now (set by the batch worker): a batch that started
+        #: short takes its whole time, and the requests after it need batches of their own
+        self.running = 0
         self.admitted = 0
         self.refused = 0
 
@@ -153,6 +157,11 @@ class Admission:
         """A batch of ``size`` requests took ``elapsed_s`` (called by the batch worker)."""
         old = self._batch_s
         self._batch_s = elapsed_s if old is None else 0.8 * old + 0.2 * elapsed_s
+
+    @property
+    def in_flight(self) -> int:
+        """Reservations held now (read without the lock: a snapshot)."""
+        return self._count
 
     @property
     def batch_s(self) -> float:
@@ -189,7 +198,9 @@ class Admission:
         batch = self.batch_s
         unit = batch / self.max_batch
         with self._lock:
-            need_s = math.ceil((self._units + units) / self.max_batch - 1e-9) * batch  # whole batches
+            running = min(self.running, self._units)
+            waiting = self._units + units - running
+            need_s = (batch if running else 0.0) + math.ceil(waiting / self.max_batch - 1e-9) * batch  # whole batches
             if bound and self._count >= self.max_batch and need_s > bound + batch:
                 self.refused += 1
                 over_s = need_s - (bound + batch)

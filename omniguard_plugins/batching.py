@@ -300,10 +300,14 @@ class MicroBatcher:
                 batch = self._select()
                 self._running = batch
                 self._running_since = time.monotonic() if batch else None
+            if self.admission is not None:
+                self.admission.running = len(batch)
             if batch:
                 self._run_group(batch)
             with self._cond:
                 self._running, self._running_since = [], None
+            if self.admission is not None:
+                self.admission.running = 0
 
     def _select(self) -> list[_Item]:
         """Called under the lock: the next batch, taken out of the queue (see the module doc)."""

@@ -195,8 +195,8 @@ def start(target: str, python: str = sys.executable) -> ServerProcess:
 def run_burst(target: str = "app", count: int = 600, unloaded: int = 30) -> dict[str, Any]:
     """Both processes up; the server's unloaded p99 (one client, one request at a time); then the
     trivial app's burst, the server's, and the trivial app's again, back to back, so both see the
-    same box (``trivial`` holds the two trivial bursts' answers together); the server's /healthz
-    afterwards."""
+    same box (``trivial`` holds the two trivial bursts' answers together, ``trivial_runs`` each
+    apart); the server's /healthz afterwards."""
     import httpx
 
     load_start = os.getloadavg()[0]
@@ -211,23 +211,27 @@ def run_burst(target: str = "app", count: int = 600, unloaded: int = 30) -> dict
         time.sleep(0.5)
         result = figures(asyncio.run(burst(server.port, count)))
         time.sleep(0.5)
-        floor = figures(before + asyncio.run(burst(trivial.port, count)))
+        after = asyncio.run(burst(trivial.port, count))
+        floor = figures(before + after)
+        runs = [asdict(figures(before)), asdict(figures(after))]
         health = httpx.get(f"{server.url}/healthz", timeout=10).json()
     finally:
         trivial.stop()
         if server is not None:
             server.stop()
     return {"target": target, "count": count, "batch_s": BATCH_S, "unloaded_p99_ms": unloaded_p99,
-            "server": asdict(result), "trivial": asdict(floor), "health_after": health,
+            "server": asdict(result), "trivial": asdict(floor), "trivial_runs": runs, "health_after": health,
             "loadavg": [round(load_start, 2), round(os.getloadavg()[0], 2), os.cpu_count()]}
 
 
 def summary_line(report: dict[str, Any]) -> str:
     s, t = report["server"], report["trivial"]
+    each = "/".join(f"{r['p50_rejected_ms']:g}" for r in report["trivial_runs"])
     return (f"{report['target']}: {s['requests']} at once -> {s['admitted']} admitted (p50 {s['p50_admitted_ms']} ms, "
             f"p99 {s['p99_admitted_ms']} ms; unloaded p99 {report['unloaded_p99_ms']} ms), {s['rejected']} rejected "
             f"(p50 {s['p50_rejected_ms']} ms, p99 {s['p99_rejected_ms']} ms; trivial 429 app p50 "
-            f"{t['p50_rejected_ms']} ms, p99 {t['p99_rejected_ms']} ms), other {s['other']}, unanswered "
+            f"{t['p50_rejected_ms']} ms ({each} before/after), p99 {t['p99_rejected_ms']} ms), other {s['other']}, "
+            f"unanswered "
             f"{s['unanswered']}, mixed up {s['mixed_up']}; load average {report['loadavg'][0]} -> "
             f"{report['loadavg'][1]} on {report['loadavg'][2]} cores")
 

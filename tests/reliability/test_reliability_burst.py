@@ -2,8 +2,10 @@
 
 Each test starts a trivial app that answers 429 at once and the server, each in its own
 process, and sends both the same burst from a light raw-asyncio client in the same run
-(``burst.py``). The bounds are ratios to what this run measured, so a loaded 2-core box moves
-both sides: rejections within 150 ms of the trivial app's p50; admitted requests within twice
+(``burst.py``), the server's burst between two of the trivial app's. The bounds are ratios to
+what this run measured, so a loaded 2-core box moves both sides: rejections within 150 ms of the
+trivial app's p50 (the slower of its two bursts, the box may have grown busier between them);
+admitted requests within twice
 the server's own unloaded p99, plus the default queue-delay bound it reports, plus the time
 this box took to answer the whole of the trivial app's burst (its p99: a request admitted late in
 the burst arrives that late, and the loop time the burst costs is no admission's to give back).
@@ -17,7 +19,8 @@ from burst import run_burst, summary_line
 
 def _check(report: dict) -> None:
     print(summary_line(report))
-    server, trivial = report["server"], report["trivial"]
+    server, runs = report["server"], report["trivial_runs"]
+    trivial = {key: max(run[key] for run in runs) for key in ("p50_rejected_ms", "p99_rejected_ms")}
     assert server["unanswered"] == 0 and server["other"] == {}, server["problems"]  # every request answered
     assert server["mixed_up"] == 0, server["problems"]
     assert server["admitted"] > 0 and server["rejected"] > 0
