@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .streaming import StreamRail, Window
     from .verdict import Verdict
 
-__all__ = ["Judge", "amoderate", "moderate", "output_judge"]
+__all__ = ["Judge", "amoderate", "background_loop", "moderate", "output_judge"]
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ def moderate(
     source: Iterable[T], rail: StreamRail[T], judge: Judge, *, on_verdict: OnVerdict | None = None
 ) -> Iterator[T]:
     """Yield what ``rail`` releases of ``source``; check ``rail.blocked`` when it ends."""
-    loop = _background_loop()
+    loop = background_loop()
     pending = _Pending(rail, lambda w: asyncio.run_coroutine_threadsafe(_call(judge, w), loop), on_verdict)
     chunks = iter(source)
     try:
@@ -152,8 +152,10 @@ _loop: asyncio.AbstractEventLoop | None = None
 _loop_lock = threading.Lock()
 
 
-def _background_loop() -> asyncio.AbstractEventLoop:
-    """One daemon event loop per process for the sync driver's window checks."""
+def background_loop() -> asyncio.AbstractEventLoop:
+    """The one daemon event loop per process on which sync doors run async work (the sync stream
+    driver's window checks, a sync door's :class:`~omniguard_plugins.doors.RailSession`), so any
+    number of sync callers share the judge's micro-batcher without a thread each."""
     global _loop
     with _loop_lock:
         if _loop is None or _loop.is_closed():

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
-from ._stream_drive import Judge, amoderate, moderate, output_judge
+from ._stream_drive import Judge, amoderate, background_loop, moderate, output_judge
 from .content import Conversation, MediaPart, Part, Text, Turn
 from .errors import ConfigError
 
@@ -46,7 +46,16 @@ if TYPE_CHECKING:
     from .verdict import Verdict
 
 __all__ = [
-    "Judge", "Read", "StreamRail", "StreamSettings", "Window", "amoderate", "moderate", "output_judge", "read_text",
+    "Judge",
+    "Read",
+    "StreamRail",
+    "StreamSettings",
+    "Window",
+    "amoderate",
+    "background_loop",
+    "moderate",
+    "output_judge",
+    "read_text",
 ]
 
 T = TypeVar("T")

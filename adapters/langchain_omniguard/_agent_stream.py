@@ -41,10 +41,10 @@ from langchain_core.tracers.langchain import LangChainTracer
 from langgraph.stream import StreamTransformer
 
 from omniguard_plugins import Verdict
-from omniguard_plugins._stream_drive import _background_loop
 from omniguard_plugins.content import MediaPart, Text
 from omniguard_plugins.doors import RailSession
 from omniguard_plugins.errors import ContentError, GuardViolation
+from omniguard_plugins.streaming import background_loop
 
 from ._convert import parts_from_blocks
 from ._judging import Check, record
@@ -207,7 +207,7 @@ class ModelGate:
         if self.is_async:
             run.session.cancel()
         else:  # the session lives on the background loop: cancel it there
-            _background_loop().call_soon_threadsafe(run.session.cancel)
+            background_loop().call_soon_threadsafe(run.session.cancel)
         return not run.closed
 
     def held(self, event: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[_Run, _Held] | None:
@@ -360,7 +360,7 @@ class _SyncGate(_GateBase, BaseCallbackHandler):
         handle_event(self.inner, item.event, _IGNORE.get(item.event), *item.args, **item.kwargs)
 
     def _wait(self, work: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(work, _background_loop()).result()
+        return asyncio.run_coroutine_threadsafe(work, background_loop()).result()
 
     def _gated(self, event: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         held = self.gate.held(event, args, kwargs)

@@ -21,9 +21,8 @@ from typing import Any, TypeVar
 import litellm
 from litellm.types.guardrails import GuardrailEventHooks
 
-from omniguard_plugins._stream_drive import _background_loop
 from omniguard_plugins.openai_answers import AnswerStream
-from omniguard_plugins.streaming import StreamRail, Window, moderate
+from omniguard_plugins.streaming import StreamRail, Window, background_loop, moderate
 
 from .guardrail import GUARDED_CALL, OmniGuardGuardrail, OmniGuardViolation, _answered, _audio_format
 
@@ -116,4 +115,4 @@ def _guardrails(data: Mapping[str, Any], hook: GuardrailEventHooks) -> list[Omni
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run a check from sync code on the stream rail's one background loop."""
-    return asyncio.run_coroutine_threadsafe(coroutine, _background_loop()).result()
+    return asyncio.run_coroutine_threadsafe(coroutine, background_loop()).result()

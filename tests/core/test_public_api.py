@@ -16,8 +16,8 @@ EXPECTED = [
 
 #: the core modules adapters build on are public too: their names are pinned the same way
 MODULES = {
-    "omniguard_plugins.streaming": ["Judge", "Read", "StreamRail", "StreamSettings", "Window", "amoderate", "moderate",
-                                    "output_judge", "read_text"],
+    "omniguard_plugins.streaming": ["Judge", "Read", "StreamRail", "StreamSettings", "Window", "amoderate",
+                                    "background_loop", "moderate", "output_judge", "read_text"],
     "omniguard_plugins.rails": ["DEFAULT_REFUSAL", "STAGES", "Stage", "refusal_text"],
     "omniguard_plugins.doors": ["DEFAULT_REFUSAL", "STAGES", "Action", "Ask", "Blocking", "Decision", "RailSession",
                                 "Stage", "VerdictSummary", "refusal_text", "render_tool_call", "summarize",
@@ -28,8 +28,8 @@ MODULES = {
                                   "Turn", "Video"],
     "omniguard_plugins.openai_messages": ["conversation_from_openai", "parts_from_openai"],
     "omniguard_plugins.backends.base": ["Backend", "BaseBackend", "GenerationRequest", "GenerationResult"],
-    "omniguard_plugins.live": ["LiveInputError", "LiveOutput", "LiveSession", "LiveSettings", "LiveStats", "LiveVerdict",
-                               "OnBlock", "PcmStream", "Ring", "TARGET_RATE", "live_blocking", "to_pil"],
+    "omniguard_plugins.live": ["LiveInputError", "LiveOutput", "LiveSession", "LiveSettings", "LiveStats",
+                               "LiveVerdict", "OnBlock", "PcmStream", "Ring", "TARGET_RATE", "live_blocking", "to_pil"],
     "omniguard_plugins.answer_format": None,
     "omniguard_plugins.testing": None,  # checked below: every name importable
 }
