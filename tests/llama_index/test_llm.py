@@ -289,3 +289,14 @@ async def test_audio_in_a_streamed_answer_is_judged_before_the_last_chunk(seeing
     assert ["audio"] in kinds.media  # the final check heard it
     assert [b.block_type for b in chunks[-1].message.blocks] == ["text", "audio"]
     assert all(b.block_type == "text" for c in chunks[:-1] for b in c.message.blocks)
+
+
+async def test_a_blocked_stream_raises_under_on_unsafe_raise(judge):
+    script = Script(stream_of("Calm words. ", "Then a bomb."), stream="async")
+    guarded = OmniGuardLLM(script.llm(), judge=judge, on_unsafe="raise")
+
+    shown: list[str] = []
+    with pytest.raises(GuardViolation) as caught:
+        async for chunk in await guarded.astream_chat(user("a story")):
+            shown.append(chunk.delta or "")
+    assert caught.value.stage == "output" and "bomb" not in "".join(shown)
