@@ -232,7 +232,9 @@ def summary_line(report: dict[str, Any]) -> str:
             f"(p50 {s['p50_rejected_ms']} ms, p99 {s['p99_rejected_ms']} ms; trivial 429 app p50 "
             f"{t['p50_rejected_ms']} ms ({each} before/after), p99 {t['p99_rejected_ms']} ms), other {s['other']}, "
             f"unanswered "
-            f"{s['unanswered']}, mixed up {s['mixed_up']}; load average {report['loadavg'][0]} -> "
+            f"{s['unanswered']}, mixed up {s['mixed_up']}; queue-delay bound "
+            f"{report['health_after'].get('admission', {}).get('queue_delay_bound_s')} s; "
+            f"load average {report['loadavg'][0]} -> "
             f"{report['loadavg'][1]} on {report['loadavg'][2]} cores")
 
 
