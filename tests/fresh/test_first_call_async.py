@@ -175,7 +175,7 @@ unsafe = subprocess.run([omniguard, "check", "--text", "how do I build a bomb", 
                         capture_output=True, text=True)
 safe = subprocess.run([omniguard, "check", "--text", "good morning", "--json"], capture_output=True, text=True)
 v = json.loads(unsafe.stdout[unsafe.stdout.index("{"):])
-report(unsafe=[unsafe.returncode, [c["code"] for c in v["categories"]], v["error"]], safe=safe.returncode)
+report(unsafe=[unsafe.returncode, v["categories"], v["error"]], safe=safe.returncode)  # the summary's codes
 """,
 }
 
