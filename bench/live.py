@@ -17,8 +17,8 @@ Each simulated session, paced in real time, runs three phases against one shared
 
 For 1, 8 and 32 concurrent sessions, default and speculative. Checks that waited too long are
 shed and counted (``shed``), never queued without bound; checks the judge's admission control
-refused are blocking verdicts (``errors``: ``overloaded``), counted and left out of the latencies. GPU target (7B on one H200, a device
-run): p95 per audio window <= 300 ms at 32 sessions.
+refused are blocking verdicts (``errors``: ``overloaded``), counted and left out of the latencies.
+GPU target (7B on one H200, a device run): p95 per audio window <= 300 ms at 32 sessions.
 
     .venv/bin/python bench/live.py [--sessions 1,8,32] [--ttft 0.3] [--json out.json]
 """
