@@ -9,24 +9,14 @@ checkpoint's real verdicts: a trigger word is unsafe, plain text safe, and no er
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
+from fresh_doors import run_doors
 
 HERE = Path(__file__).resolve().parent
 
 pytestmark = pytest.mark.slow
-
-_PRELUDE = """
-import asyncio, json, sys
-def report(**values):
-    print("RESULT " + json.dumps(values), flush=True)
-"""
 
 DOORS: dict[str, str] = {
     "acheck": """
@@ -194,23 +184,7 @@ EXPECTED: dict[str, dict] = {
 
 @pytest.fixture(scope="module")
 def results(tiny_checkpoint_path: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    env = {**os.environ, "OMNIGUARD_MODEL": str(tiny_checkpoint_path), "OMNIGUARD_DEVICE": "cpu",
-           "TRANSFORMERS_VERBOSITY": "error", "TOKENIZERS_PARALLELISM": "false"}
-    for name in ("OMNIGUARD_URL", "OMNIGUARD_CONFIG", "OMNIGUARD_BACKEND", "OMNIGUARD_TOKEN"):
-        env.pop(name, None)
-    folder = tmp_path_factory.mktemp("fresh")
-    procs = {}
-    for name, body in DOORS.items():
-        script = folder / f"door_{name}.py"  # never the name of a package it imports
-        script.write_text(textwrap.dedent(_PRELUDE) + textwrap.dedent(body))
-        procs[name] = subprocess.Popen([sys.executable, str(script)], env=env, cwd=folder,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out: dict[str, dict] = {}
-    for name, proc in procs.items():
-        stdout, stderr = proc.communicate(timeout=600)
-        lines = [line for line in stdout.splitlines() if line.startswith("RESULT ")]
-        out[name] = json.loads(lines[-1][7:]) if lines else {"crashed": proc.returncode, "stderr": stderr[-3000:]}
-    return out
+    return run_doors(DOORS, tiny_checkpoint_path, tmp_path_factory.mktemp("fresh"))
 
 
 @pytest.mark.parametrize("door", list(DOORS))
