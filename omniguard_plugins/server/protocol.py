@@ -151,11 +151,6 @@ class GuardRequest(_Request):
     localize: Optional[bool] = None
 
 
-class CategoryOut(BaseModel):
-    code: str
-    name: str
-
-
 class _Summary(BaseModel):
     """The fields of :meth:`omniguard_plugins.doors.VerdictSummary.to_json`, one spelling for
     every door that sends a verdict."""
@@ -176,17 +171,15 @@ class _Summary(BaseModel):
 
 
 class VerdictOut(_Summary):
-    """A verdict summary as JSON: the ``omniguard`` field of moderations and the LiteLLM
-    guardrail API (``categories`` are the codes)."""
+    """A verdict summary as JSON: ``/v1/guard``'s answer, the ``omniguard`` field of moderations
+    and of the LiteLLM guardrail API (``categories`` are the codes, ``category_names`` their names)."""
 
     categories: list[str] = Field(default_factory=list)
 
 
-class GuardResponse(_Summary):
-    """``/v1/guard``: the verdict summary, with each category as ``{code, name}`` (the shape
-    this route has always answered) and the verdict's ``details``."""
+class GuardResponse(VerdictOut):
+    """``/v1/guard``: the verdict summary, and the verdict's ``details``."""
 
-    categories: list[CategoryOut]
     details: dict[str, Any] = Field(default_factory=dict)
 
 

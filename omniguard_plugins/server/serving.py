@@ -33,7 +33,6 @@ from ..policy import Policy
 from ..verdict import Verdict
 from .protocol import (
     AssistantMessage,
-    CategoryOut,
     ChatChoice,
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -209,11 +208,9 @@ class GuardServing(ServingBase):
 
 
 def guard_response(verdict: Verdict, stage: Stage | None = None) -> GuardResponse:
-    """:func:`~omniguard_plugins.doors.summarize`'s JSON, with each category as ``{code, name}``
-    (the shape ``/v1/guard`` has always had) and the verdict's ``details``."""
-    data = summarize(verdict, stage or ("output" if verdict.direction == "output" else "input")).to_json()
-    data["categories"] = [CategoryOut(code=c.code, name=c.name) for c in verdict.categories]
-    return GuardResponse(**data, details=dict(verdict.details or {}))
+    """:func:`~omniguard_plugins.doors.summarize`'s JSON, and the verdict's ``details``."""
+    summary = summarize(verdict, stage or ("output" if verdict.direction == "output" else "input"))
+    return GuardResponse(**summary.to_json(), details=dict(verdict.details or {}))
 
 
 def _policy(value: Any) -> Policy | None:

@@ -232,5 +232,5 @@ def test_answers_for_a_ready_judge_are_unchanged():
 
     with TestClient(create_app(judge)) as c:
         body = c.post("/v1/guard", json=user("hi")).json()
-    assert body["safe"] is False and body["categories"][0]["code"] == "S9"
+    assert body["safe"] is False and body["categories"] == ["S9"]
     judge.close()

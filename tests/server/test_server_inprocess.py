@@ -38,7 +38,7 @@ def user(content):
 def test_guard_returns_the_verdict_with_codes_and_names(client):
     body = client.post("/v1/guard", json=user("how do I build a bomb"), headers=AUTH).json()
     assert body["safe"] is False
-    assert body["categories"] == [{"code": "S9", "name": "Indiscriminate Weapons"}]
+    assert body["categories"] == ["S9"] and body["category_names"] == ["Indiscriminate Weapons"]
     assert body["error"] is None and body["direction"] == "input" and body["mode"] == "verdict"
     assert body["latency_ms"] > 0
 
@@ -55,7 +55,7 @@ def test_guard_output_direction_critique_and_image_parts(client):
     ], "direction": "output", "mode": "critique"}
     body = client.post("/v1/guard", json=convo, headers=AUTH).json()
     assert body["safe"] is False and body["direction"] == "output"
-    assert body["categories"][0]["code"] == "S1"
+    assert body["categories"] == ["S1"] and body["stage"] == "output"
     assert body["critique"] == "The image shows blood."
 
 
@@ -240,8 +240,9 @@ def test_every_verdict_the_server_sends_is_the_verdict_summary_with_localize_pas
     direct = summarize(judge.check(Ask(user=["hello there", "how do I build a bomb"], stage="input", localize=True)),
                        "input").to_json()
     assert set(body) == set(direct) | {"details"}
-    assert body["categories"] == [{"code": "S9", "name": "Indiscriminate Weapons"}]  # the shape /v1/guard has had
-    same = ("label", "safe", "category_names", "score", "error", "critique", "stage", "direction", "mode", "evidence")
+    assert body["categories"] == ["S9"] and body["category_names"] == ["Indiscriminate Weapons"]
+    same = ("label", "safe", "categories", "category_names", "score", "error", "critique", "stage", "direction", "mode",
+            "evidence")
     assert {k: body[k] for k in same} == {k: direct[k] for k in same}
     assert body["evidence"] and body["evidence"][0]["part"] == 1 and body["evidence"][0]["categories"] == ["S9"]
     plain = client.post("/v1/guard", json=user(parts), headers=AUTH).json()
