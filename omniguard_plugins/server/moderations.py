@@ -19,7 +19,6 @@ from typing import Any
 
 from ..content import Audio, Conversation, Image, Part, Text, Video
 from ..doors import Ask, VerdictSummary, summarize
-from ..errors import OverloadedError
 from ..openai_messages import parts_from_openai
 from ..policy import Policy
 from ..verdict import Verdict
@@ -34,7 +33,7 @@ from .moderation_protocol import (
 )
 from .serving import ServingBase, ServingError
 
-__all__ = ["ModerationServing", "moderation_inputs", "moderation_messages", "moderation_result", "raise_if_shed"]
+__all__ = ["ModerationServing", "moderation_inputs", "moderation_messages", "moderation_result"]
 
 _MODALITY = {Text: "text", Image: "image", Audio: "audio", Video: "video"}
 
@@ -103,13 +102,6 @@ def moderation_result(verdict: Verdict, scored: Verdict, modalities: list[str], 
         omniguard=ModerationVerdict(**summarize(verdict.with_(score=None if verdict.error else p_unsafe),
                                                 "input").to_json()),
     )
-
-
-def raise_if_shed(verdict: Verdict) -> None:
-    """Kept for ``gateway.py`` until it subclasses ServingBase, whose ``check`` raises the
-    judge's OverloadedError itself: a shed check is not a verdict (429)."""
-    if (verdict.details or {}).get("error_kind") == OverloadedError.kind:
-        raise OverloadedError(verdict.error or "the judge is overloaded; retry later")
 
 
 def _has_content(parts: Sequence[Part]) -> bool:

@@ -145,9 +145,6 @@ class ServingBase:
         """Many checks in shared batches, within one deadline; shed as :meth:`verdict`."""
         return await self.bounded(self.judge.acheck_many(items, shed="raise")) if items else []
 
-    #: kept for ``gateway.py`` until it subclasses ServingBase; use :meth:`bounded`
-    _bounded = bounded
-
 
 class GuardServing(ServingBase):
     """``/v1/guard`` and ``/v1/chat/completions`` (raw generation, or judgements for
