@@ -122,6 +122,60 @@ def _list_sets() -> None:
         click.echo(f"{name:28s} {info.modality:12s} {info.labelled:9s} {info.description}{state}")
 
 
+def _localize_rows(judge: Any, out: str, per_set: int, seed: int) -> list[dict[str, Any]]:
+    """Judge the localization sets and write localize.md/localize.json, or, on a resumed run
+    (run.json already checked: same settings), read the localize.json it left."""
+    import json
+
+    from .localize import LOCALIZE_SETS, write_localize_report
+
+    done = Path(out) / "localize.json"
+    if done.is_file():
+        try:
+            rows: list[dict[str, Any]] = json.loads(done.read_text(encoding="utf-8"))
+            return rows
+        except ValueError:
+            pass  # torn by a crash: judge again
+    progress = Progress(per_set * len(LOCALIZE_SETS), "localizing")
+    write_localize_report(judge, out, per_set=per_set, seed=seed, progress=progress)
+    progress.close()
+    return list(json.loads(done.read_text(encoding="utf-8")))
+
+
+def _localize_lines(rows: list[dict[str, Any]]) -> str:
+    """One line per localization set, the table's numbers."""
+    from .localize import LOCALIZE_HEAD, table_rows
+
+    lines = []
+    for cells in table_rows(rows):
+        said = ", ".join(f"{h} {c}" for h, c in zip(LOCALIZE_HEAD[1:], cells[1:]) if c)
+        lines.append(f"localization {cells[0]}: {cells[1] if cells[1].startswith('skipped') else said}")
+    return "\n".join(lines)
+
+
+def _localize_only(out: str, model: str | None, url: str | None, device: str | None, seed: int,
+                   per_set: int) -> None:
+    """``omniguard eval --localize N`` without sets: only the localization sets (judged in the
+    judge's own mode, which run.json records)."""
+    from .render import write_localize_only
+    from .runinfo import TINY_NOTE
+    from .runner import finish_localize_run, start_localize_run
+
+    judge = _judge(model, url, device)
+    try:
+        info = start_localize_run(judge, out, localize=per_set, seed=seed)
+        rows = _localize_rows(judge, out, per_set, seed)
+    except KeyboardInterrupt:
+        _interrupted(out)
+    judge.close()
+    finish_localize_run(out, info)
+    written = write_localize_only(info, rows, out)
+    click.echo(_localize_lines(rows))
+    if (info.get("model") or {}).get("tiny"):
+        click.echo(f"warning: {TINY_NOTE}", err=True)
+    click.echo(f"wrote {', '.join(sorted(written))}, localize.md and localize.json to {out}")
+
+
 @click.command("eval")
 @click.argument("sets", nargs=-1)
 @_judge_options
@@ -144,15 +198,20 @@ def _list_sets() -> None:
 @click.option("--compare", nargs=2, type=click.Path(), default=None, metavar="RUN_A RUN_B",
               help="Compare two run folders instead of judging: setting differences, metric changes with paired "
                    "tests, flipped items.")
+@click.option("--localize", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Also measure the evidence (where the harm is) on the derived localization sets, N items each: "
+                   "hit rate, mean IoU, extra checks per unsafe verdict. Without sets: only those.")
 @click.option("--list", "list_sets", is_flag=True, help="List the sets and exit.")
 def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, device: str | None, mode: str | None,
                  data_root: str | None, limit: int | None, seed: int, batch_size: int, out: str | None,
                  policy_file: str | None, dev_split: float | None, max_fpr: float, retry_errors: bool,
-                 latency_sample: int, explain: bool, compare: tuple[str, str] | None, list_sets: bool) -> None:
+                 latency_sample: int, explain: bool, compare: tuple[str, str] | None, localize: int | None,
+                 list_sets: bool) -> None:
     """Measure the judge on labelled sets (names from --list, 'all', or golden-set files).
 
     Writes report.md, report.html, report.json, predictions.jsonl, run.json and PNG plots into
-    --out. Ctrl-C stops at once (exit 130); the same command resumes.
+    --out (with --localize also localize.md and localize.json). Ctrl-C stops at once (exit 130);
+    the same command resumes.
     """
     from .compare import compare_runs
     from .render import write_report
@@ -170,9 +229,12 @@ def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, devi
                 Path(out).mkdir(parents=True, exist_ok=True)
                 (Path(out) / "compare.md").write_text(text, encoding="utf-8")
             return
-        if not sets:
+        if not sets and localize is None:
             raise click.UsageError("name the sets to evaluate (see --list), 'all', or golden-set files")
         out = out or "omniguard-eval"
+        if not sets:
+            _localize_only(out, model, url, device, seed, localize or 0)
+            return
         policy = _policy(policy_file) if policy_file else None
         items, folders = _load_items(sets, data_root, limit, seed)
         judge = _judge(model, url, device)
@@ -181,17 +243,20 @@ def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, devi
             report = evaluate(judge, items, out_dir=out, mode=mode, policy=policy, batch_size=batch_size,
                               dev_fraction=dev_split, max_fpr=max_fpr, progress=progress, seed=seed, limit=limit,
                               retry_errors=retry_errors, latency_sample=latency_sample, explain=explain or None,
-                              folders=folders)
+                              folders=folders, localize=localize)
+            progress.close()
+            rows = _localize_rows(judge, out, localize, seed) if localize else None
         except KeyboardInterrupt:
             _interrupted(out)  # the judge is not closed: that would wait for the batch in flight
         judge.close()
-        progress.close()
-        written = write_report(report, out)
+        written = write_report(report, out, localize=rows)
     except KeyboardInterrupt:
         _interrupted(out or "omniguard-eval")
     except OmniGuardError as exc:
         raise click.ClickException(f"{type(exc).__name__}: {exc}") from None
     click.echo(_summary_line(report.overall))
+    if rows is not None:
+        click.echo(_localize_lines(rows))
     if (report.run.get("model") or {}).get("tiny"):
         from .runinfo import TINY_NOTE
 

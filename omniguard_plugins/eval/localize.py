@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from ..judge import OmniGuard
 
 __all__ = [
-    "LOCALIZE_SETS", "LocalizeItem", "SetScore", "localize_items", "localize_table", "run_localize", "score_set",
-    "write_localize_report",
+    "LOCALIZE_HEAD", "LOCALIZE_SETS", "LocalizeItem", "SetScore", "localize_items", "localize_table", "run_localize",
+    "score_set", "table_rows", "write_localize_report",
 ]
 
 #: harmless sentences the sets are made of (the tiny checkpoint's vocabulary, so it stays calm)
@@ -257,27 +257,39 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "n/a" if value is None else format(value, pattern)
 
 
+#: the columns of the localization table (report.md, report.html, localize.md, docs/eval.md)
+LOCALIZE_HEAD = ["set", "items", "unsafe verdicts", "hit rate", "mean IoU", "extra checks per unsafe verdict",
+                 "capped"]
+
+
+def table_rows(rows: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """``SetScore.row()`` dicts (as in ``localize.json``) as table cells: one formatting for the
+    markdown and the HTML, so they never disagree."""
+    out = []
+    for r in rows:
+        if r.get("skipped"):
+            out.append([r["set"], f"skipped: {r['skipped']}", "", "", "", "", ""])
+            continue
+        out.append([r["set"], str(r["items"]), str(r["unsafe_verdicts"]), _fmt(r["hit_rate"], ".0%"),
+                    _fmt(r["mean_iou"], ".2f"), _fmt(r["checks_per_verdict"], ".1f"), str(r["capped"])])
+    return out
+
+
 def localize_table(scores: Sequence[SetScore]) -> str:
     """The scores as a markdown table (for ``report.md`` and ``docs/eval.md``)."""
-    lines = ["| set | items | unsafe verdicts | hit rate | mean IoU | extra checks per verdict | capped |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for s in scores:
-        if s.skipped:
-            lines.append(f"| {s.name} | skipped: {s.skipped} | | | | | |")
-            continue
-        r = s.row()
-        lines.append(f"| {s.name} | {s.items} | {s.flagged} | {_fmt(r['hit_rate'], '.0%')} | "
-                     f"{_fmt(r['mean_iou'], '.2f')} | {_fmt(r['checks_per_verdict'], '.1f')} | {s.capped} |")
+    lines = ["| " + " | ".join(LOCALIZE_HEAD) + " |", "|---|" + "---:|" * (len(LOCALIZE_HEAD) - 1)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows([s.row() for s in scores])]
     return "\n".join(lines) + "\n"
 
 
 def write_localize_report(judge: OmniGuard, out: str | Path, *, per_set: int = 8, seed: int = 0,
-                          maker: MediaMaker | None = None) -> str:
+                          maker: MediaMaker | None = None,
+                          progress: Callable[[int], None] | None = None) -> str:
     """What ``omniguard eval --localize`` runs: the four sets judged, ``localize.md`` and
     ``localize.json`` written to ``out``; returns the markdown (for ``report.md``)."""
     import json
 
-    scores = run_localize(judge, per_set=per_set, seed=seed, maker=maker)
+    scores = run_localize(judge, per_set=per_set, seed=seed, maker=maker, progress=progress)
     table = "## Localization (evidence)\n\n" + localize_table(scores)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .localize import LOCALIZE_HEAD, table_rows
 from .plots import CAPTIONS, render_plots
 from .runinfo import TINY_NOTE
 from .summary import EvalReport
@@ -24,7 +25,12 @@ __all__ = ["write_report"]
 
 _METRIC_HEAD = ["n", "unsafe", "safe", "precision", "recall", "F1", "FPR", "accuracy", "AUPRC", "ROC-AUC", "ECE",
                 "errors"]
-_NUMERIC = re.compile(r"^(-?[\d.]+( \[-?[\d.]+, -?[\d.]+\])?|n/a)$")
+_NUMERIC = re.compile(r"^(-?[\d.]+%?( \[-?[\d.]+, -?[\d.]+\])?|n/a)$")
+LOCALIZE_NOTE = ("Each item of a derived set holds one unsafe piece at a known place; it is judged with localize=True. "
+                 "Unsafe verdicts: the items the judge called unsafe (only those are localized and scored). Hit rate: "
+                 "the evidence overlaps the truth (the right part; for text and time an overlapping span). Mean IoU: "
+                 "characters or seconds of the evidence against the truth (images: 1 over the parts named). Extra "
+                 "checks: the judge requests localization spent per unsafe verdict; capped: verdicts that hit the cap.")
 
 
 @dataclass
@@ -216,6 +222,11 @@ def _gallery_tables(report: EvalReport) -> list[Table]:
     return out
 
 
+def _localize_table(rows: list[dict[str, Any]]) -> Table:
+    """The ``localize.json`` rows (see :mod:`.localize`), formatted as ``localize.md`` is."""
+    return Table("Localization", LOCALIZE_HEAD, table_rows(rows), LOCALIZE_NOTE)
+
+
 def _tables(report: EvalReport) -> list[Table]:
     tables = [
         Table("Overall", ["scope", *_METRIC_HEAD], [_metric_row("all", report.overall)], _notes(report)),
@@ -241,15 +252,20 @@ def _tables(report: EvalReport) -> list[Table]:
 
 
 def _header(report: EvalReport) -> list[tuple[str, str]]:
-    run = report.run
+    return _facts(report.run, report.overall["n"], report.policy)
+
+
+def _facts(run: dict[str, Any], items: int, policy: list[str]) -> list[tuple[str, str]]:
     model: dict[str, Any] = run["model"] if isinstance(run.get("model"), dict) else {"id": run.get("model")}
     env = run.get("environment") or {}
     served = " (as the endpoint reports it)" if model.get("source") == "served" else ""
     facts = [("model", f"{model.get('id')}{served}"), ("revision", str(model.get("revision") or "not reported")),
              ("backend", f"{run.get('backend')}" + (f" at {run['base_url']}" if run.get("base_url") else "")),
-             ("mode", str(run.get("mode"))), ("items", str(report.overall["n"])),
+             ("mode", str(run.get("mode"))), ("items", str(items)),
              ("seed / limit", f"{run.get('seed')} / {run.get('limit') or 'all items'}"),
-             ("policy", "; ".join(report.policy))]
+             ("policy", "; ".join(policy))]
+    if run.get("localize"):
+        facts.append(("localization", f"{run['localize']} items per localization set"))
     if env:
         libs = ", ".join(f"{k} {v}" for k, v in (env.get("libraries") or {}).items())
         hw = env.get("hardware") or {}
@@ -264,8 +280,26 @@ def _header(report: EvalReport) -> list[tuple[str, str]]:
 
 
 def _warning(report: EvalReport) -> str | None:
-    model = report.run.get("model")
+    return _tiny(report.run)
+
+
+def _tiny(run: dict[str, Any]) -> str | None:
+    model = run.get("model")
     return TINY_NOTE if isinstance(model, dict) and model.get("tiny") else None
+
+
+def _md_table(t: Table) -> list[str]:
+    out = [f"## {t.title}", "", "| " + " | ".join(t.head) + " |", "|" + "---|" * len(t.head)]
+    out += ["| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in t.rows]
+    return out + (["", t.note] if t.note else [])
+
+
+def _html_table(t: Table) -> list[str]:
+    esc = html.escape
+    out = [f"<h2>{esc(t.title)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in t.head) + "</tr>"]
+    out += ["<tr>" + "".join(f"<td>{esc(c)}</td>" if _NUMERIC.match(c) else f"<td class='t'>{esc(c)}</td>"
+                             for c in row) + "</tr>" for row in t.rows]
+    return out + ["</table>" + (f"<p class='note'>{esc(t.note)}</p>" if t.note else "")]
 
 
 def _markdown(report: EvalReport, tables: list[Table], plots: list[str]) -> str:
@@ -274,10 +308,7 @@ def _markdown(report: EvalReport, tables: list[Table], plots: list[str]) -> str:
         out += [f"> **Warning: {_warning(report)}**", ""]
     out += [f"- **{k}**: {v}" for k, v in _header(report)]
     for t in tables:
-        out += ["", f"## {t.title}", "", "| " + " | ".join(t.head) + " |", "|" + "---|" * len(t.head)]
-        out += ["| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in t.rows]
-        if t.note:
-            out += ["", t.note]
+        out += ["", *_md_table(t)]
     out += ["", "## Plots", ""] + [f"![{CAPTIONS[p]}]({p})" for p in plots]
     out += ["", "Every item's verdict, score, latency and error: `predictions.jsonl`; the run's settings: `run.json`."]
     return "\n".join(out) + "\n"
@@ -308,21 +339,21 @@ def _html(report: EvalReport, tables: list[Table], plots: dict[str, bytes], note
                    f"<figcaption>{esc(CAPTIONS[name])} ({esc(name)}).{esc(extra)}</figcaption></figure>")
     out.append("</div>")
     for t in tables:
-        out.append(f"<h2>{esc(t.title)}</h2><table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in t.head) + "</tr>")
-        out += ["<tr>" + "".join(f"<td>{esc(c)}</td>" if _NUMERIC.match(c) else f"<td class='t'>{esc(c)}</td>"
-                                 for c in row) + "</tr>" for row in t.rows]
-        out.append("</table>" + (f"<p class='note'>{esc(t.note)}</p>" if t.note else ""))
+        out += _html_table(t)
     out.append("<p class='note'>Every item's verdict, score, latency and error: predictions.jsonl; the run's settings: "
                "run.json.</p></body></html>")
     return "\n".join(out)
 
 
-def write_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path]:
-    """Write the report files into ``out_dir``; returns name -> path."""
+def write_report(report: EvalReport, out_dir: str | Path,
+                 localize: list[dict[str, Any]] | None = None) -> dict[str, Path]:
+    """Write the report files into ``out_dir``; returns name -> path. ``localize``: the rows of
+    ``localize.json`` (``omniguard eval --localize``), shown as the last table and kept in
+    report.json."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots, notes = render_plots(report)
-    tables = _tables(report)
+    tables = _tables(report) + ([_localize_table(localize)] if localize is not None else [])
     written = {}
     for name, png in plots.items():
         (out / name).write_bytes(png)
@@ -331,7 +362,34 @@ def write_report(report: EvalReport, out_dir: str | Path) -> dict[str, Path]:
     if notes:
         md += "\n" + "\n".join(f"- `{name}`: {text}" for name, text in notes.items()) + "\n"
     docs = {"report.md": md, "report.html": _html(report, tables, plots, notes),
-            "report.json": json.dumps(report.to_dict(), indent=2, default=str)}
+            "report.json": json.dumps({**report.to_dict(), **({"localize": localize} if localize is not None else {})},
+                                      indent=2, default=str)}
+    for name, text in docs.items():
+        (out / name).write_text(text, encoding="utf-8")
+        written[name] = out / name
+    return written
+
+
+def write_localize_only(run: dict[str, Any], localize: list[dict[str, Any]], out_dir: str | Path) -> dict[str, Path]:
+    """``report.md``, ``report.html`` and ``report.json`` of a run that measured only the
+    localization sets (``omniguard eval --localize N`` without sets)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = _localize_table(localize)
+    facts = _facts(run, sum(int(r["items"]) for r in localize), list(run.get("policy_categories") or []))
+    warning = _tiny(run)
+    esc = html.escape
+    md = ["# OmniGuard evaluation: localization", ""] + ([f"> **Warning: {warning}**", ""] if warning else [])
+    md += [f"- **{k}**: {v}" for k, v in facts] + ["", *_md_table(table)]
+    page = ["<!doctype html><html><head><meta charset='utf-8'><title>OmniGuard evaluation: localization</title>",
+            f"<style>{_CSS}</style></head><body><h1>OmniGuard evaluation: localization</h1>"]
+    if warning:
+        page.append(f"<p class='warn'>Warning: {esc(warning)}</p>")
+    page += ["<ul class='facts'>", *[f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in facts], "</ul>",
+             *_html_table(table), "</body></html>"]
+    docs = {"report.md": "\n".join(md) + "\n", "report.html": "\n".join(page),
+            "report.json": json.dumps({"run": run, "localize": localize}, indent=2, default=str)}
+    written = {}
     for name, text in docs.items():
         (out / name).write_text(text, encoding="utf-8")
         written[name] = out / name

@@ -27,7 +27,7 @@ __all__ = ["TINY_NOTE", "check_same_run", "data_checksums", "environment", "mode
 
 TINY_NOTE = "the tiny test checkpoint answered: these numbers mean nothing about real safety"
 #: what must match for a resumed folder to stay one measurement
-SAME_RUN_KEYS = ("mode", "policy", "model", "threshold", "seed", "limit", "sets")
+SAME_RUN_KEYS = ("mode", "policy", "model", "threshold", "seed", "limit", "sets", "localize")
 _LIBRARIES = ("numpy", "torch", "transformers", "httpx", "matplotlib")
 _TINY_NAME = re.compile(r"^tiny-(trained|random)-[0-9a-f]{12}$")
 

@@ -32,7 +32,7 @@ from .predictions import Prediction, read_predictions, rewrite_predictions, writ
 from .runinfo import check_same_run, data_checksums, environment, model_identity, served_models
 from .summary import EvalReport, summarize
 
-__all__ = ["evaluate", "policy_fingerprint"]
+__all__ = ["evaluate", "finish_localize_run", "policy_fingerprint", "start_localize_run"]
 
 
 def policy_fingerprint(policy: Policy) -> str:
@@ -48,12 +48,13 @@ def _identity(judge: OmniGuard) -> dict[str, Any]:
 
 
 def _run_info(judge: OmniGuard, mode: str, policy: Policy, items: Sequence[EvalItem], *, seed: int | None,
-              limit: int | None, folders: Mapping[str, Path | None] | None, explain: bool | None) -> dict[str, Any]:
+              limit: int | None, folders: Mapping[str, Path | None] | None, explain: bool | None,
+              localize: int | None = None) -> dict[str, Any]:
     config = judge.config
     return {"mode": mode, "policy": policy_fingerprint(policy), "policy_categories": [str(c) for c in policy],
             "model": _identity(judge), "backend": config.resolved_backend, "base_url": config.base_url,
             "threshold": config.threshold, "on_error": config.on_error, "explain": explain, "seed": seed,
-            "limit": limit, "sets": list(dict.fromkeys(i.dataset for i in items)),
+            "limit": limit, "sets": list(dict.fromkeys(i.dataset for i in items)), "localize": localize,
             "data": data_checksums(folders or {}), "environment": environment(),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
@@ -139,6 +140,7 @@ def evaluate(
     latency_sample: int = 0,
     explain: bool | None = None,
     folders: Mapping[str, Path | None] | None = None,
+    localize: int | None = None,
 ) -> EvalReport:
     """Judge ``items`` and summarise: metrics overall and per dataset, modality, direction and
     category, with bootstrap intervals (seeded by ``seed``). ``dev_fraction`` (with scores)
@@ -146,7 +148,8 @@ def evaluate(
     the rest at it. With ``out_dir`` the run is resumable and its predictions are kept there
     (``predictions.jsonl``, ``run.json``); ``report.predictions`` keeps the order of ``items``.
     ``seed``, ``limit`` and ``folders`` (set -> data folder, for checksums) are recorded in
-    ``run.json``. ``explain=True`` asks a critique for every flagged item (the error gallery).
+    ``run.json``, and so is ``localize`` (items per localization set, when the run also measures
+    the evidence). ``explain=True`` asks a critique for every flagged item (the error gallery).
     KeyboardInterrupt stops at once; the batch in flight is not written."""
     if batch_size < 1:
         raise ConfigError("batch_size must be at least 1")
@@ -156,7 +159,8 @@ def evaluate(
         raise ConfigError(f"item ids must be unique; {dup!r} appears twice")
     mode = mode or judge.config.mode
     policy = policy or judge.config.policy
-    info = _run_info(judge, mode, policy, items, seed=seed, limit=limit, folders=folders, explain=explain)
+    info = _run_info(judge, mode, policy, items, seed=seed, limit=limit, folders=folders, explain=explain,
+                     localize=localize)
     out = Path(out_dir) if out_dir is not None else None
     done, retried = _previous(out, info, retry_errors) if out is not None else ({}, 0)
     todo = [i for i in items if i.id not in done]
@@ -194,3 +198,22 @@ def evaluate(
                      threshold=judge.config.threshold, run=info, seed=seed or 0)
 
 
+def start_localize_run(judge: OmniGuard, out_dir: str | Path, *, localize: int, mode: str | None = None,
+                       seed: int | None = None) -> dict[str, Any]:
+    """``run.json`` for a run that measures only the localization sets (``--localize`` without
+    sets): checked against a folder's earlier run like any other (a different ``localize`` or
+    seed is refused), written before anything is judged; returns the record."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    info = _run_info(judge, mode or judge.config.mode, judge.config.policy, [], seed=seed, limit=None, folders=None,
+                     explain=None, localize=localize)
+    check_same_run(out / "run.json", info)
+    info.update(status="running")
+    _write_run(out, info)
+    return info
+
+
+def finish_localize_run(out_dir: str | Path, info: dict[str, Any]) -> None:
+    """Mark a localization-only run complete in its ``run.json``."""
+    info.update(status="complete", finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    _write_run(Path(out_dir), info)
