@@ -29,7 +29,8 @@ def _judge_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--mode", type=_MODES, default=None,
                      help="verdict (default), score (P(unsafe), one pass) or critique (no scores)."),
         click.option("--data-root", type=click.Path(file_okay=False), envvar="OMNIGUARD_DATA_ROOT", default=None,
-                     help="Folder of the benchmark sets [env OMNIGUARD_DATA_ROOT; default ../shared/data/benchmarks]."),
+                     help="Folder of the benchmark sets [env OMNIGUARD_DATA_ROOT; default ../shared/data/benchmarks "
+                          "beside the checkout where it exists, else the --download cache]."),
         click.option("--limit", type=click.IntRange(min=1), default=None,
                      help="At most N items per set (a label-stratified, seeded sample)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --limit sample."),
@@ -176,6 +177,20 @@ def _localize_only(out: str, model: str | None, url: str | None, device: str | N
     click.echo(f"wrote {', '.join(sorted(written))}, localize.md and localize.json to {out}")
 
 
+def _download(names: str, root: str | None) -> str:
+    """``--download``: fetch the sets, a line for each; a failed fetch (offline, a missing file)
+    or a set to get by hand ends the command with one line naming it. Returns the folder."""
+    from .download import cache_root, download_sets
+
+    base = root or str(cache_root())
+    _, by_hand, failed = download_sets([names], base, say=click.echo)
+    if failed:
+        raise click.ClickException("; ".join(failed))
+    if by_hand:
+        raise click.ClickException(f"not downloaded: {', '.join(by_hand)} (get them by hand as said above)")
+    return base
+
+
 @click.command("eval")
 @click.argument("sets", nargs=-1)
 @_judge_options
@@ -201,12 +216,17 @@ def _localize_only(out: str, model: str | None, url: str | None, device: str | N
 @click.option("--localize", type=click.IntRange(min=1), default=None, metavar="N",
               help="Also measure the evidence (where the harm is) on the derived localization sets, N items each: "
                    "hit rate, mean IoU, extra checks per unsafe verdict. Without sets: only those.")
+@click.option("--download", default=None, metavar="SETS",
+              help="Fetch these public sets (comma list, or all) through the Hugging Face hub client into "
+                   "--data-root, default the per-user cache [env OMNIGUARD_EVAL_DATA; default "
+                   "~/.cache/omniguard-plugins/benchmarks]; a set not on the hub says where to get it by hand. "
+                   "With sets named, they are then evaluated from there.")
 @click.option("--list", "list_sets", is_flag=True, help="List the sets and exit.")
 def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, device: str | None, mode: str | None,
                  data_root: str | None, limit: int | None, seed: int, batch_size: int, out: str | None,
                  policy_file: str | None, dev_split: float | None, max_fpr: float, retry_errors: bool,
                  latency_sample: int, explain: bool, compare: tuple[str, str] | None, localize: int | None,
-                 list_sets: bool) -> None:
+                 download: str | None, list_sets: bool) -> None:
     """Measure the judge on labelled sets (names from --list, 'all', or golden-set files).
 
     Writes report.md, report.html, report.json, predictions.jsonl, run.json and PNG plots into
@@ -221,6 +241,10 @@ def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, devi
         _list_sets()
         return
     try:
+        if download is not None:
+            data_root = _download(download, data_root)
+            if not sets and localize is None:
+                return
         if compare:
             comparison = compare_runs(*compare)
             text = comparison.to_markdown()

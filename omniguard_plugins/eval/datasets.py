@@ -2,7 +2,8 @@
 
 ``load_dataset("xstest")`` reads ``<data root>/xstest`` in its native format. The data root is
 ``root=``, else ``OMNIGUARD_DATA_ROOT``, else ``../shared/data/benchmarks`` beside the checkout
-(or beside the working directory). Files are read in place, never copied.
+(or beside the working directory) where it exists, else the per-user cache that ``omniguard eval
+--download`` fills. Files are read in place, never copied.
 """
 
 from __future__ import annotations
@@ -135,22 +136,43 @@ _DERIVED = [
 
 #: every set ``load_dataset`` knows by name, native first
 DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (*_NATIVE, *_DERIVED)}
+_FOLDERS = {d.folder for d in _NATIVE}
 
 
-def data_root(root: str | os.PathLike[str] | None = None) -> Path:
-    """Where the benchmark folders are: ``root``, ``OMNIGUARD_DATA_ROOT``, or ``../shared/data/benchmarks``
-    beside the checkout or the working directory."""
-    if root is not None or os.environ.get("OMNIGUARD_DATA_ROOT"):
-        path = Path(root if root is not None else os.environ["OMNIGUARD_DATA_ROOT"]).expanduser()
-        if not path.is_dir():
-            raise ConfigError(f"benchmark data root {path} is not a folder")
-        return path
+def beside_checkout() -> Path | None:
+    """``../shared/data/benchmarks`` beside the checkout or the working directory, where it exists."""
     repo = Path(__file__).resolve().parents[2]
     for base in (repo, Path.cwd()):
         candidate = base.parent / "shared" / "data" / "benchmarks"
         if candidate.is_dir():
             return candidate
-    raise ConfigError("no benchmark data found: pass --data-root DIR or set OMNIGUARD_DATA_ROOT")
+    return None
+
+
+#: the one line that says how to get the sets
+GET_SETS = ("run `omniguard eval --download all` to fetch the public sets (or see where to get each by hand), "
+            "or pass --data-root DIR")
+
+
+def data_root(root: str | os.PathLike[str] | None = None) -> Path:
+    """Where the benchmark folders are: ``root``, ``OMNIGUARD_DATA_ROOT``, ``../shared/data/benchmarks``
+    beside the checkout or the working directory where it exists, else the per-user cache that
+    ``omniguard eval --download`` fills (``OMNIGUARD_EVAL_DATA``, else
+    ``~/.cache/omniguard-plugins/benchmarks``)."""
+    from .download import cache_root
+
+    if root is not None or os.environ.get("OMNIGUARD_DATA_ROOT"):
+        path = Path(root if root is not None else os.environ["OMNIGUARD_DATA_ROOT"]).expanduser()
+        if not path.is_dir():
+            raise ConfigError(f"benchmark data root {path} is not a folder")
+        return path
+    beside = beside_checkout()
+    if beside is not None:
+        return beside
+    cache = cache_root()
+    if cache.is_dir() and any(p.is_dir() and p.name in _FOLDERS for p in cache.iterdir()):
+        return cache
+    raise ConfigError(f"no benchmark sets found (none beside the checkout, none in {cache}): {GET_SETS}")
 
 
 def dataset_folder(name: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> Path | None:
@@ -178,7 +200,8 @@ def load_dataset(name: str | os.PathLike[str], root: str | os.PathLike[str] | No
     base = data_root(root)
     folder = base / info.folder
     if not folder.is_dir():
-        raise ConfigError(f"set {info.name!r} is not in the data root: {folder} is missing")
+        raise ConfigError(f"set {info.name!r} is not in the data root: {folder} is missing; "
+                          f"`omniguard eval --download {info.name}` fetches it or says where to get it")
     items = sample(info.load(folder), limit, seed=seed)
     if info.derive is None:
         return items
