@@ -39,6 +39,7 @@ from langchain_core.messages import (
 from langchain_core.prompt_values import PromptValue
 
 from omniguard_plugins.content import Audio, Conversation, Image, Part, Role, Text, Turn, Video, to_part
+from omniguard_plugins.doors import render_tool_call
 from omniguard_plugins.errors import ContentError
 from omniguard_plugins.media import sniff_base64_kind
 from omniguard_plugins.openai_messages import parts_from_openai
@@ -208,8 +209,16 @@ def _turns_from_messages(messages: Sequence[BaseMessage]) -> list[Turn]:
             if isinstance(message, (SystemMessage, ToolMessage)) or message.type in ("system", "tool", "function"):
                 continue  # context the judge was not trained on; tool results are judged by the middleware
             raise ContentError(f"cannot judge a {type(message).__name__} ({message.type!r})")
-        _append(turns, Turn(role, parts_of(message)))
+        _append(turns, Turn(role, parts_of(message) + tool_call_parts(message)))
     return turns
+
+
+def tool_call_parts(message: BaseMessage) -> tuple[Part, ...]:
+    """An assistant message's tool calls as the judge reads them through every door
+    (:func:`~omniguard_plugins.doors.render_tool_call`): an action the model takes is judged like
+    text it shows."""
+    calls = getattr(message, "tool_calls", None) or []
+    return tuple(p for call in calls for p in render_tool_call(call["name"], call.get("args") or {}))
 
 
 def _append(turns: list[Turn], turn: Turn) -> None:

@@ -69,8 +69,9 @@ def read_chunk(chunk: Any) -> tuple[str | None, tuple[MediaPart, ...]]:
 
 
 def _calls(message: AIMessage) -> list[tuple[Part, ...]]:
-    """Each tool call as the judge reads it through every door (:func:`~omniguard_plugins.doors.render_tool_call`)."""
-    return [render_tool_call(c["name"], c["args"]) for c in message.tool_calls if c["args"]]
+    """Each tool call as the judge reads it through every door (:func:`~omniguard_plugins.doors.render_tool_call`);
+    a call without arguments is still an action, so it is judged by its name."""
+    return [render_tool_call(c["name"], c["args"]) for c in message.tool_calls]
 
 
 #: OpenAI streams a spoken answer as raw 16-bit mono PCM at this rate (a whole answer is a WAV file)

@@ -11,6 +11,7 @@ content and verdicts, so a difference is a conversion bug in one of them.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,11 @@ import pytest
 from door_helpers import UPSTREAM_KEY, start_guard
 from door_media import RED, audio_part, image_part, text_part, video_part
 from serve_helpers import TOKEN
-from upstream_app import REPLIES
+from upstream_app import CARRIES, REPLIES
 
-from omniguard_plugins import OmniGuard, Verdict
+from omniguard_plugins import Conversation, OmniGuard, Turn, Verdict
+from omniguard_plugins.content import Text
+from omniguard_plugins.doors import Ask, render_tool_call, summarize
 from omniguard_plugins.openai_messages import conversation_from_openai
 from omniguard_plugins.testing import TINY_TRIGGERS
 
@@ -62,6 +65,17 @@ CASES = [
 ]
 
 
+#: the verdict summary's fields every door must send alike (stage, timing and caching differ by door)
+STABLE = ("label", "safe", "categories", "category_names", "score", "error", "direction", "evidence")
+
+
+def stable(summary: dict[str, Any]) -> dict[str, Any]:
+    """The part of a door's verdict JSON that must equal ``summarize(verdict).to_json()``."""
+    missing = [k for k in STABLE if k not in summary]
+    assert not missing, f"not the verdict summary's shape (missing {missing}): {sorted(summary)}"
+    return {k: summary[k] for k in STABLE}
+
+
 def result(verdict: Verdict | dict[str, Any]) -> Result:
     if isinstance(verdict, dict):
         codes = [c["code"] if isinstance(c, dict) else c for c in verdict["categories"]]
@@ -80,7 +94,7 @@ def tiny_server(tiny_checkpoint_path, upstream):
 # ---------------------------------------------------------------------- the doors, one function each
 
 
-def via_runnable(judge: OmniGuard, case: Case) -> Result:
+def via_runnable(judge: OmniGuard, case: Case) -> dict[str, Any]:
     from langchain_core.callbacks import BaseCallbackHandler
     from langchain_core.messages import AIMessage, HumanMessage
     from langchain_omniguard import OmniGuardRunnable
@@ -97,10 +111,10 @@ def via_runnable(judge: OmniGuard, case: Case) -> Result:
     runnable = OmniGuardRunnable(judge=judge, direction="output" if case.assistant else "input", exit_behavior="end")
     runnable.invoke(messages, config={"callbacks": [handler]})
     assert len(handler.seen) == 1
-    return result(handler.seen[0])
+    return handler.seen[0]
 
 
-def via_postprocessor(judge: OmniGuard, case: Case) -> Result:
+def via_postprocessor(judge: OmniGuard, case: Case) -> dict[str, Any]:
     from llama_index.core.schema import MediaResource, Node, NodeWithScore, QueryBundle, TextNode
     from llama_index_omniguard import OmniGuardPostprocessor
 
@@ -120,10 +134,10 @@ def via_postprocessor(judge: OmniGuard, case: Case) -> Result:
                 resources[f"{kind}_resource"] = MediaResource(data=data.encode(), mimetype=head[5:].split(";")[0])
         node = Node(text_resource=MediaResource(text=case.text) if case.text else None, **resources)
         out = post.postprocess_nodes([NodeWithScore(node=node)])
-    return result(out[0].node.metadata["omniguard"])
+    return dict(out[0].node.metadata["omniguard"])
 
 
-def via_nemo(judge: OmniGuard, case: Case) -> Result:
+def via_nemo(judge: OmniGuard, case: Case) -> dict[str, Any]:
     from nemoguardrails_omniguard import omniguard_check_input, omniguard_check_output
 
     if case.assistant is None:
@@ -131,20 +145,19 @@ def via_nemo(judge: OmniGuard, case: Case) -> Result:
     else:
         outcome = asyncio.run(omniguard_check_output(
             context={"user_message": case.user, "bot_message": case.assistant}, omniguard_judge=judge))
-    return result(outcome.metadata["verdict"])
+    return dict(outcome.metadata["verdict"])
 
 
-def via_guard(server: Any, case: Case) -> Result:
-    body = httpx.post(f"{server.url}/v1/guard", headers=server.headers, json={"messages": case.messages},
+def via_guard(server: Any, case: Case) -> dict[str, Any]:
+    return httpx.post(f"{server.url}/v1/guard", headers=server.headers, json={"messages": case.messages},
                       timeout=120).json()
-    return result(body)
 
 
-def via_moderations(server: Any, case: Case) -> Result | None:
+def via_moderations(server: Any, case: Case) -> dict[str, Any] | None:
     if case.assistant is not None:
         return None  # a moderation input is one turn, judged as the user's: no output rail at this door
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TOKEN, max_retries=0)
-    return result(client.moderations.create(model="omniguard", input=case.user).results[0].model_extra["omniguard"])
+    return client.moderations.create(model="omniguard", input=case.user).results[0].model_extra["omniguard"]
 
 
 def via_judge_model(server: Any, case: Case) -> Result:
@@ -163,7 +176,7 @@ def via_gateway(server: Any, case: Case) -> Result:
     return label, tuple(c for c in codes.split(",") if c)
 
 
-def via_litellm(judge: OmniGuard, upstream: Any, case: Case) -> Result:
+def via_litellm(judge: OmniGuard, upstream: Any, case: Case) -> dict[str, Any]:
     """The LiteLLM guardrail (in process, on the same judge) in a real ``litellm.acompletion``."""
     from litellm_omniguard import OmniGuardGuardrail, OmniGuardViolation
 
@@ -187,7 +200,7 @@ def via_litellm(judge: OmniGuard, upstream: Any, case: Case) -> Result:
     finally:
         litellm.callbacks = saved
     wanted = "output" if case.assistant is not None else "input"
-    return result(next(v for d, v in verdicts if d == wanted))
+    return summarize(next(v for d, v in verdicts if d == wanted), wanted).to_json()
 
 
 # ---------------------------------------------------------------------- the test
@@ -195,8 +208,9 @@ def via_litellm(judge: OmniGuard, upstream: Any, case: Case) -> Result:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_every_door_gives_the_same_verdict(case, tiny_judge, tiny_server, upstream):
-    expected = result(tiny_judge.check(conversation_from_openai(case.messages)))
-    doors: dict[str, Callable[[], Result | None]] = {
+    verdict = tiny_judge.check(conversation_from_openai(case.messages))
+    expected = result(verdict)
+    doors: dict[str, Callable[[], Result | dict[str, Any] | None]] = {
         "OmniGuardRunnable": lambda: via_runnable(tiny_judge, case),
         "OmniGuardPostprocessor": lambda: via_postprocessor(tiny_judge, case),
         "NeMo action": lambda: via_nemo(tiny_judge, case),
@@ -206,9 +220,16 @@ def test_every_door_gives_the_same_verdict(case, tiny_judge, tiny_server, upstre
         "gateway": lambda: via_gateway(tiny_server, case),
         "LiteLLM guardrail": lambda: via_litellm(tiny_judge, upstream, case),
     }
-    got = {name: door() for name, door in doors.items()}
+    sent = {name: door() for name, door in doors.items()}
+    got = {name: result(r) if isinstance(r, dict) else r for name, r in sent.items()}
     assert {name: r for name, r in got.items() if r is not None and r != expected} == {}, (case.name, expected)
     assert expected[0] in ("safe", "unsafe")  # judged, not an error
+    # every door that sends the verdict out sends the same summary JSON
+    summary = stable(summarize(verdict).to_json())
+    shapes = {name: stable(r) for name, r in sent.items() if isinstance(r, dict)}
+    json_doors = {"OmniGuardRunnable", "OmniGuardPostprocessor", "NeMo action", "/v1/guard", "LiteLLM guardrail"}
+    assert set(shapes) == json_doors | ({"/v1/moderations"} if case.assistant is None else set())
+    assert {name: js for name, js in shapes.items() if js != summary} == {}, (case.name, summary)
 
 
 def test_the_cases_are_not_all_alike(tiny_judge):
@@ -216,3 +237,72 @@ def test_the_cases_are_not_all_alike(tiny_judge):
     labels = {tiny_judge.check(conversation_from_openai(c.messages)).label for c in CASES}
     assert labels == {"safe", "unsafe"}
 
+
+
+# ---------------------------------------------------------------------- one tool call, every door
+
+TOOL_PROMPTS = ["send the unsafe email", "send the safe email"]  # the upstream answers each with a tool call
+
+
+@pytest.mark.parametrize("prompt", TOOL_PROMPTS)
+def test_a_tool_call_gets_the_same_verdict_in_every_door(prompt, tiny_judge, tiny_server, upstream):
+    """One rendering of a tool call (``doors.render_tool_call``), so the same call is judged alike
+    by LangChain, NeMo's tool rail, the gateway and LiteLLM (issue 29 part 5)."""
+    call = CARRIES[prompt]["tool_calls"][0]
+    name, arguments = call["function"]["name"], call["function"]["arguments"]
+    asked = Conversation((Turn("user", (Text(prompt),)), Turn("assistant", render_tool_call(name, arguments))))
+    verdict = tiny_judge.check(Ask(conversation=asked, stage="output"))
+    expected = result(verdict)
+
+    def langchain() -> dict[str, Any]:
+        from langchain_core.callbacks import BaseCallbackHandler
+        from langchain_core.messages import AIMessage, HumanMessage
+        from langchain_omniguard import OmniGuardRunnable
+
+        seen: list[dict[str, Any]] = []
+
+        class Verdicts(BaseCallbackHandler):
+            def on_custom_event(self, event: str, data: Any, **kwargs: Any) -> None:
+                seen.append(data)
+
+        reply = AIMessage(content="", tool_calls=[{"name": name, "args": json.loads(arguments), "id": call["id"]}])
+        OmniGuardRunnable(judge=tiny_judge, direction="output", exit_behavior="end").invoke(
+            [HumanMessage(prompt), reply], config={"callbacks": [Verdicts()]})
+        assert len(seen) == 1
+        return seen[0]
+
+    def nemo() -> dict[str, Any]:
+        from nemoguardrails_omniguard.actions import omniguard_check_tool_output
+
+        outcome = asyncio.run(omniguard_check_tool_output(
+            context={"user_message": prompt, "tool_calls": [call]}, omniguard_judge=tiny_judge))
+        return dict(outcome.metadata["verdict"])
+
+    def gateway() -> Result:
+        response = httpx.post(f"{tiny_server.url}/v1/chat/completions", headers=tiny_server.headers, timeout=120,
+                              json={"model": "upstream-llm", "messages": [{"role": "user", "content": prompt}]})
+        label, _, codes = response.headers["x-omniguard-output"].partition("; ")
+        return label, tuple(c for c in codes.split(",") if c)
+
+    def litellm_door() -> dict[str, Any]:
+        return via_litellm(tiny_judge, upstream, Case(prompt, [text_part(prompt)], "tool call"))
+
+    doors: dict[str, Callable[[], Result | dict[str, Any]]] = {
+        "LangChain OmniGuardRunnable": langchain, "NeMo tool output rail": nemo, "gateway": gateway,
+        "LiteLLM guardrail": litellm_door,
+    }
+    sent = {door: fn() for door, fn in doors.items()}
+    got = {door: result(r) if isinstance(r, dict) else r for door, r in sent.items()}
+    assert {door: r for door, r in got.items() if r != expected} == {}, (prompt, expected)
+    summary = stable(summarize(verdict).to_json())
+    assert {door: stable(r) for door, r in sent.items() if isinstance(r, dict) and stable(r) != summary} == {}
+
+
+def test_the_tool_calls_are_not_alike(tiny_judge):
+    labels = set()
+    for prompt in TOOL_PROMPTS:
+        call = CARRIES[prompt]["tool_calls"][0]["function"]
+        asked = Conversation((Turn("user", (Text(prompt),)),
+                              Turn("assistant", render_tool_call(call["name"], call["arguments"]))))
+        labels.add(tiny_judge.check(Ask(conversation=asked, stage="output")).label)
+    assert labels == {"safe", "unsafe"}

@@ -35,8 +35,9 @@ def test_safe_turn_passes_untouched(judge, fake_model, blue_png):
     result = agent.invoke({"messages": [HumanMessage("What do you see?")]})
     assert result["messages"][-1].content == "A blue square."
     assert len(model.seen) == 2
-    # input, tool result (the image), final output; the tool-call turn has no content
-    assert len(judge.backend.requests) == 3
+    # input, the tool call (an action, judged by its name even without arguments), the tool result
+    # (the image), final output
+    assert len(judge.backend.requests) == 4
 
 
 def test_blocked_input_ends_with_the_violation_message_and_no_model_call(judge, fake_model):
