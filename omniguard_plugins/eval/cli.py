@@ -123,12 +123,14 @@ def _list_sets() -> None:
         click.echo(f"{name:28s} {info.modality:12s} {info.labelled:9s} {info.description}{state}")
 
 
-def _localize_rows(judge: Any, out: str, per_set: int, seed: int) -> list[dict[str, Any]]:
-    """Judge the localization sets and write localize.md/localize.json, or, on a resumed run
-    (run.json already checked: same settings), read the localize.json it left."""
+def _localize_rows(judge: Any, out: str, per_set: int, seed: int, mode: str | None) -> list[dict[str, Any]]:
+    """Judge the localization sets (in ``mode``, Ctrl-C stopping at once as in the main run) and
+    write localize.md/localize.json, or, on a resumed run (run.json already checked: same
+    settings), read the localize.json it left."""
     import json
 
     from .localize import LOCALIZE_SETS, write_localize_report
+    from .runner import check_many_interruptible
 
     done = Path(out) / "localize.json"
     if done.is_file():
@@ -138,7 +140,8 @@ def _localize_rows(judge: Any, out: str, per_set: int, seed: int) -> list[dict[s
         except ValueError:
             pass  # torn by a crash: judge again
     progress = Progress(per_set * len(LOCALIZE_SETS), "localizing")
-    write_localize_report(judge, out, per_set=per_set, seed=seed, progress=progress)
+    write_localize_report(judge, out, per_set=per_set, seed=seed, progress=progress,
+                          check=lambda asks: check_many_interruptible(judge, asks, mode or judge.config.mode))
     progress.close()
     return list(json.loads(done.read_text(encoding="utf-8")))
 
@@ -154,19 +157,19 @@ def _localize_lines(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def _localize_only(out: str, model: str | None, url: str | None, device: str | None, seed: int,
+def _localize_only(out: str, model: str | None, url: str | None, device: str | None, mode: str | None, seed: int,
                    per_set: int) -> None:
-    """``omniguard eval --localize N`` without sets: only the localization sets (judged in the
-    judge's own mode, which run.json records)."""
+    """``omniguard eval --localize N`` without sets: only the localization sets."""
     from .render import write_localize_only
     from .runinfo import TINY_NOTE
     from .runner import finish_localize_run, start_localize_run
 
     judge = _judge(model, url, device)
+    info = start_localize_run(judge, out, localize=per_set, mode=mode, seed=seed)
     try:
-        info = start_localize_run(judge, out, localize=per_set, seed=seed)
-        rows = _localize_rows(judge, out, per_set, seed)
+        rows = _localize_rows(judge, out, per_set, seed, mode)
     except KeyboardInterrupt:
+        finish_localize_run(out, info, status="interrupted")
         _interrupted(out)
     judge.close()
     finish_localize_run(out, info)
@@ -257,7 +260,7 @@ def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, devi
             raise click.UsageError("name the sets to evaluate (see --list), 'all', or golden-set files")
         out = out or "omniguard-eval"
         if not sets:
-            _localize_only(out, model, url, device, seed, localize or 0)
+            _localize_only(out, model, url, device, mode, seed, localize or 0)
             return
         policy = _policy(policy_file) if policy_file else None
         items, folders = _load_items(sets, data_root, limit, seed)
@@ -269,7 +272,7 @@ def eval_command(sets: tuple[str, ...], model: str | None, url: str | None, devi
                               retry_errors=retry_errors, latency_sample=latency_sample, explain=explain or None,
                               folders=folders, localize=localize)
             progress.close()
-            rows = _localize_rows(judge, out, localize, seed) if localize else None
+            rows = _localize_rows(judge, out, localize, seed, mode) if localize else None
         except KeyboardInterrupt:
             _interrupted(out)  # the judge is not closed: that would wait for the batch in flight
         judge.close()

@@ -29,6 +29,7 @@ from ..verdict import Evidence, Verdict
 from .derived import MediaMaker, espeak_available
 
 if TYPE_CHECKING:
+    from ..doors import Ask
     from ..judge import OmniGuard
 
 __all__ = [
@@ -235,9 +236,14 @@ def score_set(name: str, items: Sequence[LocalizeItem], verdicts: Sequence[Verdi
 
 def run_localize(judge: OmniGuard, names: Sequence[str] = LOCALIZE_SETS, *, per_set: int = 8, seed: int = 0,
                  maker: MediaMaker | None = None, unsafe_image: Path | None = None,
-                 progress: Callable[[int], None] | None = None) -> list[SetScore]:
-    """Judge every item of the named sets with ``localize=True``; one score per set."""
+                 progress: Callable[[int], None] | None = None,
+                 check: Callable[[list[Ask]], list[Verdict]] | None = None) -> list[SetScore]:
+    """Judge every item of the named sets with ``localize=True``; one score per set. ``check``
+    judges one set's asks (default ``judge.check_many``; the eval CLI passes its interruptible
+    one, so Ctrl-C stops here too)."""
     from ..doors import Ask
+
+    check = check or judge.check_many
 
     sets = localize_items(names, per_set=per_set, seed=seed, maker=maker, unsafe_image=unsafe_image)
     scores = []
@@ -246,7 +252,7 @@ def run_localize(judge: OmniGuard, names: Sequence[str] = LOCALIZE_SETS, *, per_
             skipped = SetScore(name, skipped="espeak-ng is not installed" if name == "localize_speech" else "empty")
             scores.append(skipped)
             continue
-        verdicts = judge.check_many([Ask(user=list(i.parts), stage="input", localize=True) for i in items])
+        verdicts = check([Ask(user=list(i.parts), stage="input", localize=True) for i in items])
         scores.append(score_set(name, items, verdicts))
         if progress is not None:
             progress(len(items))
@@ -283,13 +289,13 @@ def localize_table(scores: Sequence[SetScore]) -> str:
 
 
 def write_localize_report(judge: OmniGuard, out: str | Path, *, per_set: int = 8, seed: int = 0,
-                          maker: MediaMaker | None = None,
-                          progress: Callable[[int], None] | None = None) -> str:
+                          maker: MediaMaker | None = None, progress: Callable[[int], None] | None = None,
+                          check: Callable[[list[Ask]], list[Verdict]] | None = None) -> str:
     """What ``omniguard eval --localize`` runs: the four sets judged, ``localize.md`` and
     ``localize.json`` written to ``out``; returns the markdown (for ``report.md``)."""
     import json
 
-    scores = run_localize(judge, per_set=per_set, seed=seed, maker=maker, progress=progress)
+    scores = run_localize(judge, per_set=per_set, seed=seed, maker=maker, progress=progress, check=check)
     table = "## Localization (evidence)\n\n" + localize_table(scores)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from .predictions import Prediction, read_predictions, rewrite_predictions, writ
 from .runinfo import check_same_run, data_checksums, environment, model_identity, served_models
 from .summary import EvalReport, summarize
 
-__all__ = ["evaluate", "finish_localize_run", "policy_fingerprint", "start_localize_run"]
+__all__ = ["check_many_interruptible", "evaluate", "finish_localize_run", "policy_fingerprint", "start_localize_run"]
 
 
 def policy_fingerprint(policy: Policy) -> str:
@@ -80,7 +80,7 @@ def _write_run(out: Path | None, info: Mapping[str, Any]) -> None:
     tmp.replace(out / "run.json")
 
 
-def _check_many(judge: OmniGuard, asks: list[Ask], mode: str) -> list[Verdict]:
+def check_many_interruptible(judge: OmniGuard, asks: list[Ask], mode: str) -> list[Verdict]:
     """``check_many`` in a worker thread, waited for in short slices: Ctrl-C lands in this
     (main) thread and stops the run at once, instead of inside the judge's own wait, where it
     would be taken for a failed check."""
@@ -177,7 +177,7 @@ def evaluate(
             asks = [Ask(conversation=i.conversation(), stage=i.direction, policy=policy, explain=explain)
                     for i in batch]
             t0 = time.perf_counter()
-            verdicts = _check_many(judge, asks, mode)
+            verdicts = check_many_interruptible(judge, asks, mode)
             wall_ms = round((time.perf_counter() - t0) * 1000.0, 3)
             meta = {"id": f"{session}-{n}", "size": len(batch), "wall_ms": wall_ms}
             fresh = [Prediction.of(item, verdict, batch=meta) for item, verdict in zip(batch, verdicts)]
@@ -213,7 +213,7 @@ def start_localize_run(judge: OmniGuard, out_dir: str | Path, *, localize: int, 
     return info
 
 
-def finish_localize_run(out_dir: str | Path, info: dict[str, Any]) -> None:
-    """Mark a localization-only run complete in its ``run.json``."""
-    info.update(status="complete", finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+def finish_localize_run(out_dir: str | Path, info: dict[str, Any], status: str = "complete") -> None:
+    """Mark a localization-only run ``complete`` (or ``interrupted``) in its ``run.json``."""
+    info.update(status=status, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     _write_run(Path(out_dir), info)

@@ -144,3 +144,33 @@ def test_localize_on_the_tiny_checkpoint(tiny_checkpoint_path: Path, media_dir: 
     text = rows["localize_text"]
     assert text["unsafe_verdicts"] == 2 and text["hit_rate"] == 1.0 and text["mean_iou"] > 0.5
     assert "Warning: the tiny test checkpoint answered" in (out / "report.html").read_text()
+
+
+def test_sigint_stops_a_localization_run(tmp_path: Path) -> None:
+    """Ctrl-C while the localization sets are judged: exit 130 at once, no table written, run.json
+    says interrupted (the same command judges them again)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    env = {**os.environ, "SCRIPTED_DELAY_S": "30", "OMNIGUARD_EVAL_CACHE": str(tmp_path / "media")}
+    script = Path(__file__).resolve().parent / "scripted_eval.py"
+    proc = subprocess.Popen([sys.executable, str(script), "eval", "--localize", "1", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        while not (out / "run.json").exists():
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)  # a safety net: one scripted batch takes 30 s
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted: the batch in flight was not written" in err and "Traceback" not in err
+    assert not (out / "localize.json").exists() and not (out / "report.md").exists()
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
