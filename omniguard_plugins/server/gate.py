@@ -35,6 +35,9 @@ __all__ = ["DEFAULT_BODY_TIMEOUT_S", "MAX_JSON_DEPTH", "Gate", "json_depth"]
 
 #: a body must arrive within this many seconds of the request line
 DEFAULT_BODY_TIMEOUT_S = 30.0
+#: a body still arriving after this long gives its reservation back until it is all here (a
+#: slow or hostile client must not hold the admission budget for the whole body timeout)
+SLOW_BODY_S = 1.0
 #: OpenAI messages nest 5 deep ({messages: [{content: [{image_url: {url}}]}]}); policies 4
 MAX_JSON_DEPTH = 32
 
@@ -126,17 +129,23 @@ class Gate:
                     client = key
                     self._in_flight[key] += 1
             if refusal is None and work and self.admission is not None:
-                try:
-                    reservation = self.admission.reserve(units_for_body(_declared_length(scope)),
-                                                         bound_s=self.queue_delay_s)
-                except OverloadedError as exc:
-                    refusal = exc
+                refusal, reservation = self._reserve(scope)
             body = b""
             if refusal is None and scope["method"] in ("POST", "PUT", "PATCH"):
-                body, refusal, gone = await self._read_body(scope, receive)
+                slow = False
+
+                def give_back() -> None:  # a trickling body must not hold the budget meanwhile
+                    nonlocal reservation, slow
+                    if reservation is not None:
+                        reservation.release()
+                        reservation, slow = None, True
+
+                body, refusal, gone = await self._read_body(scope, receive, give_back)
                 if gone:  # nobody is left to answer
                     status["code"] = _CLIENT_GONE
                     return
+                if slow and refusal is None:  # its body is here now: it reserves like a new arrival
+                    refusal, reservation = self._reserve(scope)
             if refusal is not None:
                 await self._error_response(refusal, self.metrics)(scope, receive, send_and_count)
                 return
@@ -188,20 +197,36 @@ class Gate:
         return ServingError(415, f"content type {shown!r} is not accepted; send JSON with 'Content-Type: "
                                  "application/json'", code="unsupported_media_type")
 
-    async def _read_body(self, scope: _Scope, receive: _Receive) -> tuple[bytes, ServingError | None, bool]:
-        """(body, refusal, client gone). Capped in size and in time."""
+    def _reserve(self, scope: _Scope) -> tuple[OverloadedError | None, Reservation | None]:
+        """(refusal, reservation): the request's reservation, weighed by its declared size."""
+        assert self.admission is not None
+        try:
+            return None, self.admission.reserve(units_for_body(_declared_length(scope)), bound_s=self.queue_delay_s)
+        except OverloadedError as exc:
+            return exc, None
+
+    async def _read_body(self, scope: _Scope, receive: _Receive,
+                         slow: Callable[[], None] = lambda: None) -> tuple[bytes, ServingError | None, bool]:
+        """(body, refusal, client gone). Capped in size and in time; ``slow()`` is called once
+        when the body has not all arrived within ``SLOW_BODY_S``."""
         too_big = ServingError(413, f"request body is over the {self.max_body_bytes}-byte limit",
                                code="request_too_large")
         if _declared_length(scope) > self.max_body_bytes:
             return b"", too_big, False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body_timeout_s
+        slow_at: float | None = loop.time() + SLOW_BODY_S
         chunks: list[bytes] = []
         size = 0
         while True:
+            until = deadline if slow_at is None else min(deadline, slow_at)
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+                message = await asyncio.wait_for(receive(), max(0.0, until - loop.time()))
             except asyncio.TimeoutError:
+                if slow_at is not None and loop.time() < deadline:
+                    slow_at = None
+                    slow()
+                    continue
                 return b"", ServingError(408, f"the request body did not arrive within {self.body_timeout_s:g} s",
                                          code="request_timeout"), False
             if message["type"] == "http.disconnect":

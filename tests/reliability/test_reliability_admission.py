@@ -163,3 +163,28 @@ def test_a_connection_flood_past_the_cap_is_answered_503_by_the_protocol():
     assert all(a.status for a in answers), [a.problem for a in answers if not a.status][:3]  # every one answered
     assert 503 in {a.status for a in answers}
     assert [a.status for a in after] == [200]  # and the server serves on
+
+
+def test_a_body_still_arriving_gives_its_reservation_back_and_reserves_again_when_it_is_all_here():
+    import json
+    import socket
+
+    body = json.dumps({"messages": [{"role": "user", "content": "slowly now"}], "mode": "critique"}).encode()
+    with server_pool() as start:
+        server = start("--backend-factory", "serve_backends:echo")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(b"POST /v1/guard HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:10])
+            deadline = time.monotonic() + 10
+            while httpx.get(f"{server.url}/healthz", timeout=5).json()["admission"]["in_flight"] != 1:
+                assert time.monotonic() < deadline  # reserved on arrival, before the body
+                time.sleep(0.02)
+            while httpx.get(f"{server.url}/healthz", timeout=5).json()["admission"]["in_flight"] != 0:
+                assert time.monotonic() < deadline  # given back while the body trickles
+                time.sleep(0.05)
+            sock.sendall(body[10:])
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200") and b"echo[" in answer
+        assert httpx.get(f"{server.url}/healthz", timeout=5).json()["admission"]["in_flight"] == 0
