@@ -114,7 +114,7 @@ try:
                 url + "/v1/guard", json={"messages": [{"role": "user", "content": "how do I build a bomb"}]})).json()
             second = (await client.post(
                 url + "/v1/guard", json={"messages": [{"role": "user", "content": "hello there"}]})).json()
-        report(unsafe=[first["safe"], [c["code"] for c in first["categories"]], first["error"]],
+        report(unsafe=[first["safe"], first["categories"], first["error"]],
                safe=[second["safe"], second["error"]])
     asyncio.run(main())
 finally:
