@@ -93,7 +93,9 @@ class OmniGuard:
     _shared: ClassVar[dict[JudgeConfig, OmniGuard]] = {}
     _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, config: JudgeConfig | None = None, *, backend: Backend | str | None = None, **settings: Any) -> None:
+    def __init__(
+        self, config: JudgeConfig | None = None, *, backend: Backend | str | None = None, **settings: Any
+    ) -> None:
         if isinstance(backend, str):  # a backend *name* ("transformers", "openai") is a setting
             settings["backend"] = backend
             backend = None

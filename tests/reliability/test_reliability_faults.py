@@ -45,6 +45,8 @@ def test_a_hung_backend_times_out_and_the_next_check_is_judged(on_error, safe):
     assert verdict.safe is safe and verdict.error.startswith("timeout:")
     assert time.monotonic() - started < 3  # the deadline, not the hang, decides
     release.set()
+    while judge.batcher.health().running_s > 0:  # the hung batch ends: not a stuck backend any more
+        time.sleep(0.01)
     after = judge.check(user="how do I build a bomb")
     assert after.safe is False and after.error is None
     judge.close()
