@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from ..content import Conversation, Image, Part, Text, Turn
 from ..doors import Ask, Stage, VerdictSummary, summarize
-from ..openai_answers import answer_text
+from ..openai_answers import answer_parts
 from ..openai_messages import conversation_from_openai
 from .litellm_protocol import GuardrailApiRequest, GuardrailApiResponse
 from .moderation_protocol import ModerationVerdict
@@ -46,6 +46,7 @@ def _conversation(req: GuardrailApiRequest) -> tuple[Conversation, Stage]:
             return Conversation(context), "input"
         loose += [Image(url, origin="url") for url in req.images or []]
         return Conversation((Turn("user", tuple(loose)),)), "input"
-    calls = answer_text({"tool_calls": req.tool_calls}) if req.tool_calls else ""
-    answer = (*loose, *([Text(calls)] if calls else []), *(Image(url, origin="url") for url in req.images or []))
+    # tool calls rendered as every door renders them (doors.render_tool_call, media in arguments included)
+    calls = answer_parts({"tool_calls": req.tool_calls}) if req.tool_calls else ()
+    answer = (*loose, *calls, *(Image(url, origin="url") for url in req.images or []))
     return Conversation((*context, Turn("assistant", answer))), "output"
