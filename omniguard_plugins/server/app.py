@@ -74,6 +74,7 @@ def create_app(
     body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S,
     upstream: str | None = None,
     upstream_key: str | None = None,
+    upstream_timeout_s: float | None = None,
 ) -> FastAPI:
     """The guard server as an ASGI app; mount it in your own app or serve it with uvicorn.
 
@@ -88,7 +89,8 @@ def create_app(
     judge their messages and answer in Llama Guard's short form; for any other name they are raw
     generations from the checkpoint, or, with ``upstream`` (an OpenAI-compatible base URL such as
     ``http://vllm:8000/v1``, called with ``upstream_key``), guarded completions from that LLM
-    (:mod:`~omniguard_plugins.server.gateway`).
+    (:mod:`~omniguard_plugins.server.gateway`); ``upstream_timeout_s`` (default: the request
+    timeout) bounds the input check and the upstream's answer together, then 504.
     """
     judge = judge if judge is not None else OmniGuard.shared()
     serving = GuardServing(judge, request_timeout_s=request_timeout_s, judge_model_name=judge_model_name,
@@ -97,7 +99,7 @@ def create_app(
     judge.add_listener(metrics.on_verdict)
     gateway = None
     if upstream:  # a stream's mid-way error leaves through the same mapping, as an SSE event
-        gateway = GatewayServing(serving, Upstream(upstream, upstream_key),
+        gateway = GatewayServing(serving, Upstream(upstream, upstream_key), timeout_s=upstream_timeout_s,
                                  error_event=lambda exc: json.loads(bytes(error_response(exc, metrics).body)))
 
     @contextlib.asynccontextmanager

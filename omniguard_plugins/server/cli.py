@@ -66,6 +66,10 @@ DEFAULT_MAX_CONNECTIONS = 2048
                    "server (e.g. http://vllm:8000/v1), judged on the way in and out.")
 @click.option("--upstream-key", default=None, envvar="OMNIGUARD_UPSTREAM_KEY",
               help="The gateway's own key for --upstream (prefer env OMNIGUARD_UPSTREAM_KEY).")
+@click.option("--upstream-timeout", default=None, type=click.FloatRange(min=0.001), envvar="OMNIGUARD_UPSTREAM_TIMEOUT",
+              help="Seconds the gateway waits for the input check and the upstream's answer (whole, the start "
+                   "of a stream, and each gap between chunks) before it answers 504 and cancels the upstream "
+                   "request (default: --request-timeout).")
 @click.option("--backend-factory", default=None, metavar="MODULE:FUNCTION",
               help="For tests and plugins: FUNCTION(config) returns the Backend to serve.")
 @click.option("--log-level", default="info", show_default=True,
@@ -79,6 +83,7 @@ def serve(
     max_body_bytes: int | None, request_timeout: float | None,
     served_model_name: str | None, judge_model_name: str, backend_factory: str | None, log_level: str,
     access_log: bool, upstream: str | None = None, upstream_key: str | None = None,
+    upstream_timeout: float | None = None,
 ) -> None:
     """Serve the judge over HTTP: /v1/guard, /v1/moderations, /v1/chat/completions (a guarded
     gateway with --upstream), LiteLLM's guardrail API, /healthz, /metrics."""
@@ -112,7 +117,7 @@ def serve(
     app = create_app(judge, tokens=tokens, max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES,
                      request_timeout_s=request_timeout, model_name=served_model_name, judge_model_name=judge_model_name,
                      max_concurrency_per_client=max_concurrency_per_client, body_timeout_s=body_timeout,
-                     upstream=upstream, upstream_key=upstream_key)
+                     upstream=upstream, upstream_key=upstream_key, upstream_timeout_s=upstream_timeout)
     click.echo(f"omniguard: serving {served_model_name or judge.backend.model_id} on http://{host}:{port}"
                f"{f' ({len(tokens)} token(s) accepted)' if tokens else ''}", err=True)
     try:
