@@ -6,7 +6,9 @@ Precedence: explicit arguments > environment > YAML file (``OMNIGUARD_CONFIG``) 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -272,3 +274,34 @@ def _from_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path} must hold a mapping of judge settings")
     return dict(data.get("judge", data))
+
+
+def is_tiny_checkpoint(model: Any) -> bool:
+    """Whether ``model`` names the tiny test checkpoint (its folder holds ``omniguard_tiny.json``):
+    its verdicts are plumbing, never real safety judgements, and every report must say so."""
+    if not model:
+        return False
+    try:
+        return (Path(str(model)) / "omniguard_tiny.json").is_file()
+    except OSError:
+        return False
+
+
+def checkpoint_revision(model: str) -> str | None:
+    """The hub commit of a snapshot folder, else a short hash of a local folder's config and
+    weight file sizes (enough to tell two checkpoints apart without reading gigabytes); None for
+    a name that is not a folder (a model served elsewhere reports its own)."""
+    commit = re.search(r"snapshots/([0-9a-f]{40})", model)
+    if commit:
+        return commit.group(1)
+    path = Path(model)
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file():
+            h.update(f.name.encode())
+            h.update(str(f.stat().st_size).encode())
+            if f.suffix == ".json" and f.stat().st_size < 1_000_000:
+                h.update(f.read_bytes())
+    return "local-" + h.hexdigest()[:12]

@@ -21,6 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ..config import checkpoint_revision, is_tiny_checkpoint
 from ..errors import ConfigError
 
 __all__ = ["TINY_NOTE", "check_same_run", "data_checksums", "environment", "model_identity", "served_models"]
@@ -111,39 +112,11 @@ def model_identity(config: Any, served: list[dict[str, Any]] | None = None, *, j
         entry = next((d for d in served if d["id"] == chosen), None) or next(
             (d for d in served if d["id"] != judge_alias), served[0])
         model_id = str(entry["id"])
-        tiny = bool(entry.get("tiny")) or bool(_TINY_NAME.match(model_id)) or _is_tiny(entry.get("root"))
+        tiny = bool(entry.get("tiny")) or bool(_TINY_NAME.match(model_id)) or is_tiny_checkpoint(entry.get("root"))
         return {"id": model_id, "revision": entry.get("revision"), "root": entry.get("root"), "source": "served",
                 "listed": names, "tiny": tiny}
     model = str(config.model)
-    return {"id": model, "revision": _revision(model), "source": "local", "tiny": _is_tiny(model)}
-
-
-def _is_tiny(model: Any) -> bool:
-    if not model:
-        return False
-    try:
-        return (Path(str(model)) / "omniguard_tiny.json").is_file()
-    except OSError:
-        return False
-
-
-def _revision(model: str) -> str | None:
-    """The hub commit of a snapshot folder, else a short hash of a local folder's config and
-    weight file sizes (enough to tell two checkpoints apart without reading gigabytes)."""
-    commit = re.search(r"snapshots/([0-9a-f]{40})", model)
-    if commit:
-        return commit.group(1)
-    path = Path(model)
-    if not path.is_dir():
-        return None
-    h = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        if f.is_file():
-            h.update(f.name.encode())
-            h.update(str(f.stat().st_size).encode())
-            if f.suffix == ".json" and f.stat().st_size < 1_000_000:
-                h.update(f.read_bytes())
-    return "local-" + h.hexdigest()[:12]
+    return {"id": model, "revision": checkpoint_revision(model), "source": "local", "tiny": is_tiny_checkpoint(model)}
 
 
 def data_checksums(folders: Mapping[str, Path | None]) -> dict[str, str | None]:

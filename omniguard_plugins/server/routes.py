@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from ..config import checkpoint_revision, is_tiny_checkpoint
 from ..prompt import check_text_size
 from .litellm_protocol import GUARDRAIL_API_PATH, GuardrailApiRequest, GuardrailApiResponse
 from .metrics import CONTENT_TYPE_LATEST
@@ -87,7 +88,11 @@ async def models(request: Request) -> dict[str, Any]:
     if listing is not None:
         return await listing()  # type: ignore[no-any-return]
     serving = state.serving
-    return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "omniguard"}
+    model = str(serving.judge.config.model)
+    # the checkpoint as served: a revision (a hash, never a path) and the tiny test checkpoint named
+    # as such, so a report made through this server names what really answered
+    facts = {"revision": checkpoint_revision(model), "tiny": is_tiny_checkpoint(model)}
+    return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "omniguard", **facts}
                                        for name in (serving.model_name, serving.judge_model_name)]}
 
 
