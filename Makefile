@@ -56,12 +56,12 @@ demo-cli: install
 
 # overload and fault runs against a real server on loopback (each stops by itself, ~9 min in
 # all); the figures go to RELIABILITY.md. `make test` runs a 20-second version.
-SOAK := $(BIN)/python tests/reliability/soak.py
+SOAK := $(BIN)/python -m tests.support.soak
 soak: install
 	-$(SOAK) --no-faults --load 10 --duration 60 --json bench/out/soak-latency.json
 	-$(SOAK) --load 2,10 --duration 120 --json bench/out/soak-faults.json
 	-$(SOAK) --hang --load 2,10 --duration 60 --json bench/out/soak-hang.json
-	$(BIN)/python tests/reliability/long_and_short.py --rounds 5
+	$(BIN)/python -m tests.support.long_and_short --rounds 5
 
 bench: install
 	$(BIN)/python bench/adapter_overhead.py

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from omniguard_plugins import ConfigError, Image, Turn, Verdict
 from omniguard_plugins.streaming import StreamRail, StreamSettings, Window, amoderate, moderate, output_judge
 from omniguard_plugins.testing import scripted_judge
-from tests.stream_helpers import Lockstep, cut
+from tests.support.stream_helpers import Lockstep, cut
 
 TRIGGER = "XX"  # a window is unsafe when it holds the whole trigger
 SAFE, UNSAFE = Verdict(safe=True), Verdict(safe=False)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import base64
 
 import pytest
-from demo_helpers import png_bytes, sse_events
 from fastapi.testclient import TestClient
 
 from demo_apps.omni_chat import make_agent
 from demo_apps.omni_chat.app import REFUSAL
 from omniguard_plugins.demo import SAMPLES_DIR
+from tests.support.demo_helpers import png_bytes, sse_events
 
 
 def chat(app, text: str = "", attachments: list | None = None, **settings) -> list[tuple[str, dict]]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from demo_helpers import ARTIFACTS, serving
 
 from omniguard_plugins.demo import SAMPLES_DIR
+from tests.support.demo_helpers import ARTIFACTS, serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

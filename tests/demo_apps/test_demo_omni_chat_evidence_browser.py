@@ -9,13 +9,13 @@ from pathlib import Path
 import imageio_ffmpeg
 import numpy as np
 import pytest
-from demo_helpers import ARTIFACTS, serving
 from PIL import Image as PILImage
 from test_demo_omni_chat_browser import CHROMIUM, CHROMIUM_ARGS
 
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.media import DecodedImage, DecodedVideo
 from omniguard_plugins.testing import ScriptedBackend, keyword_handler, write_answer
+from tests.support.demo_helpers import ARTIFACTS, serving
 
 pytestmark = [
     pytest.mark.browser,

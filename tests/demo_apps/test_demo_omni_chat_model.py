@@ -7,12 +7,12 @@ from __future__ import annotations
 import base64
 
 import pytest
-from demo_helpers import sse_events
 from fastapi.testclient import TestClient
 
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.backends.transformers import TransformersBackend
 from omniguard_plugins.demo import PLUMBING_BANNER, SAMPLES_DIR
+from tests.support.demo_helpers import sse_events
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import re
 from pathlib import Path
 
 import pytest
-from demo_helpers import ARTIFACTS, serving
 
 from omniguard_plugins.media import wav_bytes
 from omniguard_plugins.testing import scripted_judge
-from tests.live.live_helpers import alarm_words_red, needs_espeak, silence, speech, with_alarm
+from tests.support.demo_helpers import ARTIFACTS, serving
+from tests.support.live_helpers import alarm_words_red, needs_espeak, silence, speech, with_alarm
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from door_helpers import TOKEN, ServerProcess, start_guard, start_upstream
+
+from tests.support.door_helpers import TOKEN, ServerProcess, start_guard, start_upstream
 
 
 @pytest.fixture(scope="module")
 def guard() -> Iterator[ServerProcess]:
     """``omniguard serve`` on the scripted door backend, behind a token."""
-    server = start_guard("--backend-factory", "door_backends:doors", token=TOKEN)
+    server = start_guard("--backend-factory", "tests.support.door_backends:doors", token=TOKEN)
     yield server
     server.stop()
 

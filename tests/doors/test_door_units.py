@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from door_media import audio_part, image_part, text_part
 from litellm_omniguard import LocalChecker
 
 from omniguard_plugins import Audio, ContentError, Image, Policy, Text, Verdict, Video
@@ -20,6 +19,7 @@ from omniguard_plugins.server.moderations import moderation_inputs, moderation_r
 from omniguard_plugins.server.serving import GuardServing, ServingError
 from omniguard_plugins.server.upstream import _upstream_error
 from omniguard_plugins.testing import scripted_judge
+from tests.support.door_media import audio_part, image_part, text_part
 
 
 def test_moderation_inputs_follow_openai():

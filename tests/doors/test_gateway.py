@@ -12,17 +12,18 @@ import time
 import httpx
 import openai
 import pytest
-from door_helpers import UPSTREAM_KEY, seen, start_guard
-from door_media import BLUE, RED, audio_part, image_part, text_part
-from serve_helpers import TOKEN, free_port
-from upstream_app import CARRIES, REPLIES, SPEECH, UNSAFE_CARRIED
+
+from tests.support.door_helpers import UPSTREAM_KEY, seen, start_guard
+from tests.support.door_media import BLUE, RED, audio_part, image_part, text_part
+from tests.support.serve_helpers import TOKEN, free_port
+from tests.support.upstream_app import CARRIES, REPLIES, SPEECH, UNSAFE_CARRIED
 
 UNSAFE = UNSAFE_CARRIED
 
 
 @pytest.fixture(scope="module")
 def gateway(upstream):
-    server = start_guard("--backend-factory", "door_backends:doors", "--upstream", f"{upstream.url}/v1",
+    server = start_guard("--backend-factory", "tests.support.door_backends:doors", "--upstream", f"{upstream.url}/v1",
                          "--upstream-key", UPSTREAM_KEY, token=TOKEN)
     yield server
     server.stop()
@@ -160,9 +161,9 @@ def test_upstream_errors_are_openai_errors(client, gateway):
 
 
 def test_a_wrong_upstream_key_and_a_dead_upstream_are_502s(upstream):
-    wrong = start_guard("--backend-factory", "door_backends:doors", "--upstream", f"{upstream.url}/v1",
+    wrong = start_guard("--backend-factory", "tests.support.door_backends:doors", "--upstream", f"{upstream.url}/v1",
                         "--upstream-key", "sk-wrong")
-    dead = start_guard("--backend-factory", "door_backends:doors", "--upstream",
+    dead = start_guard("--backend-factory", "tests.support.door_backends:doors", "--upstream",
                        f"http://127.0.0.1:{free_port()}/v1")
     try:
         for server, code in ((wrong, "upstream_auth"), (dead, "upstream_unreachable")):
@@ -262,7 +263,7 @@ def test_safe_reasoning_arrives_whole(client, gateway):
 @pytest.fixture(scope="module")
 def impatient(upstream):
     """A gateway whose requests answer 504 after 2 s (``--request-timeout``), the upstream too."""
-    server = start_guard("--backend-factory", "door_backends:doors", "--upstream", f"{upstream.url}/v1",
+    server = start_guard("--backend-factory", "tests.support.door_backends:doors", "--upstream", f"{upstream.url}/v1",
                          "--upstream-key", UPSTREAM_KEY, "--request-timeout", "2", token=TOKEN)
     yield server
     server.stop()

@@ -7,9 +7,6 @@ import asyncio
 import base64
 import json
 
-from door_media import RED, image_part
-from upstream_app import AUDIO_RATE, pcm16
-
 from omniguard_plugins import Audio, Conversation, Image, Text, Turn
 from omniguard_plugins.doors import Ask, render_tool_call
 from omniguard_plugins.media import wav_bytes
@@ -17,6 +14,8 @@ from omniguard_plugins.openai_answers import AnswerStream, answer_parts, has_con
 from omniguard_plugins.openai_messages import parts_from_openai
 from omniguard_plugins.streaming import Window
 from omniguard_plugins.testing import keyword_handler, scripted_judge
+from tests.support.door_media import RED, image_part
+from tests.support.upstream_app import AUDIO_RATE, pcm16
 
 
 def b64(data: bytes) -> str:

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import openai
 import pytest
-from door_helpers import UPSTREAM_KEY, start_guard
-from serve_helpers import TOKEN
-from upstream_app import REPLIES
+
+from tests.support.door_helpers import UPSTREAM_KEY, start_guard
+from tests.support.serve_helpers import TOKEN
+from tests.support.upstream_app import REPLIES
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from omniguard_plugins.server.gateway import GatewayServing
 from omniguard_plugins.server.serving import GuardServing
 from omniguard_plugins.testing import scripted_judge
-from tests.stream_helpers import answers, check_shown
+from tests.support.stream_helpers import answers, check_shown
 
 FAST = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

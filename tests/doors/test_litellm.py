@@ -17,18 +17,17 @@ import litellm
 import litellm_omniguard
 import openai
 import pytest
-from door_backends import handler
-from door_helpers import UPSTREAM_KEY, seen, start_process
-from door_media import BLUE, RED, audio_part, image_part, text_part
 from litellm_omniguard import OmniGuardGuardrail, OmniGuardViolation
-from serve_helpers import TOKEN, ServerProcess, b64, free_port, wav_bytes
-from upstream_app import CARRIES, REPLIES, UNSAFE_CARRIED
 
 from omniguard_plugins import GuardViolation, OmniGuard
 from omniguard_plugins.testing import ScriptedBackend
+from tests.support.door_backends import handler
+from tests.support.door_helpers import UPSTREAM_KEY, seen, start_process
+from tests.support.door_media import BLUE, RED, audio_part, image_part, text_part
+from tests.support.serve_helpers import TOKEN, ServerProcess, b64, free_port, root_on_path, wav_bytes
+from tests.support.upstream_app import CARRIES, REPLIES, UNSAFE_CARRIED
 
 MASTER_KEY = "sk-litellm-master-0123456789abcdef"
-HERE = Path(__file__).resolve().parent
 
 
 def user(content):
@@ -128,10 +127,8 @@ async def test_sdk_guardrail_backed_by_omniguard_serve(guard, upstream):
 def proxy(guard, upstream, tmp_path_factory) -> Iterator[ServerProcess]:
     folder = tmp_path_factory.mktemp("litellm-proxy")
     # a custom guardrail module next to config.yaml, as LiteLLM documents: an in-process judge
-    (folder / "scripted_guardrail.py").write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {str(HERE)!r})
-        from door_backends import handler
+    (folder / "scripted_guardrail.py").write_text(textwrap.dedent("""
+        from tests.support.door_backends import handler
         from litellm_omniguard import OmniGuardGuardrail
         from omniguard_plugins import GuardViolation, OmniGuard
         from omniguard_plugins.testing import ScriptedBackend
@@ -169,7 +166,8 @@ def proxy(guard, upstream, tmp_path_factory) -> Iterator[ServerProcess]:
     port = free_port()
     cli = str(Path(sys.executable).with_name("litellm"))
     process = start_process([cli, "--config", str(folder / "config.yaml"), "--host", "127.0.0.1", "--port", str(port)],
-                            port, env={"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
+                            port, env={"LITELLM_MASTER_KEY": MASTER_KEY, "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+                                               "PYTHONPATH": root_on_path()},
                             cwd=folder, ready="/health/liveliness", timeout_s=180)
     yield process
     process.stop()

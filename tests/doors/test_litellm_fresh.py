@@ -12,8 +12,9 @@ import sys
 import textwrap
 
 import pytest
-from door_helpers import UPSTREAM_KEY
-from upstream_app import REPLIES
+
+from tests.support.door_helpers import UPSTREAM_KEY
+from tests.support.upstream_app import REPLIES
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from litellm import CustomLLM
 from litellm_omniguard import OmniGuardGuardrail, OmniGuardViolation
 
 from omniguard_plugins.testing import scripted_judge
-from tests.stream_helpers import answers, check_shown
+from tests.support.stream_helpers import answers, check_shown
 
 #: LiteLLM's SDK costs ~0.1 s a stream on these cores: fewer cases than the gateway's
 SOME = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

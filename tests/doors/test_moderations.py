@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from door_media import BLUE, RED, audio_part, image_part, text_part, video_part
-from serve_helpers import TOKEN
 
 from omniguard_plugins.server.moderation_protocol import OPENAI_CATEGORIES, OPENAI_CATEGORY_NAMES
+from tests.support.door_media import BLUE, RED, audio_part, image_part, text_part, video_part
+from tests.support.serve_helpers import TOKEN
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "moderations.md"
 

@@ -20,16 +20,16 @@ import httpx
 import litellm
 import openai
 import pytest
-from door_helpers import UPSTREAM_KEY, start_guard
-from door_media import RED, audio_part, image_part, text_part, video_part
-from serve_helpers import TOKEN
-from upstream_app import CARRIES, REPLIES
 
 from omniguard_plugins import Conversation, OmniGuard, Turn, Verdict
 from omniguard_plugins.content import Text
 from omniguard_plugins.doors import Ask, render_tool_call, summarize
 from omniguard_plugins.openai_messages import conversation_from_openai
 from omniguard_plugins.testing import TINY_TRIGGERS
+from tests.support.door_helpers import UPSTREAM_KEY, start_guard
+from tests.support.door_media import RED, audio_part, image_part, text_part, video_part
+from tests.support.serve_helpers import TOKEN
+from tests.support.upstream_app import CARRIES, REPLIES
 
 pytestmark = pytest.mark.slow
 

@@ -157,7 +157,7 @@ def test_sigint_stops_a_localization_run(tmp_path: Path) -> None:
 
     out = tmp_path / "run"
     env = {**os.environ, "SCRIPTED_DELAY_S": "30", "OMNIGUARD_EVAL_CACHE": str(tmp_path / "media")}
-    script = Path(__file__).resolve().parent / "scripted_eval.py"
+    script = Path(__file__).resolve().parents[1] / "support" / "scripted_eval.py"
     proc = subprocess.Popen([sys.executable, str(script), "eval", "--localize", "1", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     try:

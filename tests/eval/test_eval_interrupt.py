@@ -18,7 +18,8 @@ from omniguard_plugins import Text
 from omniguard_plugins.eval import EvalItem, evaluate, read_predictions
 from omniguard_plugins.testing import scripted_judge
 
-HERE = Path(__file__).resolve().parent
+#: ``omniguard eval`` on a scripted judge, run as a script in its own process
+SCRIPTED_EVAL = Path(__file__).resolve().parents[1] / "support" / "scripted_eval.py"
 BATCH = 8
 ITEMS = 48
 
@@ -58,7 +59,7 @@ def _check_interrupted(out: Path, err: str, rc: int) -> list[dict]:
 
 def test_sigint_stops_a_scripted_run_and_the_same_command_resumes(data_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, str(HERE / "scripted_eval.py"), "eval", "xstest", "--limit", str(ITEMS), "--batch-size",
+    cmd = [sys.executable, str(SCRIPTED_EVAL), "eval", "xstest", "--limit", str(ITEMS), "--batch-size",
            str(BATCH), "--latency-sample", "0", "--data-root", str(data_root), "--out", str(out)]
     env = {**os.environ, "SCRIPTED_DELAY_S": "0.5"}
     rc, err = _interrupt_mid_run(cmd, out, env, start_timeout_s=60)

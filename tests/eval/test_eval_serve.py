@@ -5,27 +5,25 @@ the report names the model the endpoint serves (``/v1/models``), never the clien
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 pytest.importorskip("fastapi")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "server"))
-
-from serve_backends import keywords_and_red_images  # noqa: E402
-from serve_helpers import start_server  # noqa: E402
 
 from omniguard_plugins.cli import main  # noqa: E402
 from omniguard_plugins.config import DEFAULT_MODEL  # noqa: E402
 from omniguard_plugins.eval import evaluate, load_dataset, read_predictions  # noqa: E402
 from omniguard_plugins.testing import scripted_judge  # noqa: E402
+from tests.support.serve_backends import keywords_and_red_images  # noqa: E402
+from tests.support.serve_helpers import start_server  # noqa: E402
 
 
 def test_eval_through_omniguard_serve_matches_in_process(data_root: Path, tmp_path: Path) -> None:
     sets = ["xstest", "harmbench_response", "mossbench_image", "figstep_video"]
-    server = start_server("--backend-factory", "serve_backends:keywords", "--served-model-name", "acme-guard-2")
+    server = start_server("--backend-factory", "tests.support.serve_backends:keywords",
+                          "--served-model-name", "acme-guard-2")
     try:
         args = ["eval", *sets, "--limit", "8", "--data-root", str(data_root),
                 "--url", server.url, "--out", str(tmp_path / "served")]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from evidence_cases import handler
 
 from omniguard_plugins import OmniGuard, Text
 from omniguard_plugins.eval.derived import MediaMaker, espeak_available
@@ -18,6 +17,7 @@ from omniguard_plugins.eval.localize import (
 from omniguard_plugins.media import MediaLimits, decode_part
 from omniguard_plugins.testing import ScriptedBackend, keyword_handler
 from omniguard_plugins.verdict import Evidence, Verdict
+from tests.support.evidence_cases import handler
 
 
 def _red(frame) -> bool:

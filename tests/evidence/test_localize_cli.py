@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from click.testing import CliRunner
-from evidence_cases import loud_audio, scripted, thirty_sentences
 from PIL import Image as PILImage
 
 from omniguard_plugins.cli import evidence_lines, main, mmss
+from tests.support.evidence_cases import loud_audio, scripted, thirty_sentences
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0, "00:00"), (4.0, "00:04"), (75.5, "01:15.5"), (3600, "60:00")])

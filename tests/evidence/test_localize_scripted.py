@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-from evidence_cases import UNSAFE_SENTENCE, four_images, loud_audio, red_second_clip, scripted, thirty_sentences
 from PIL import Image as PILImage
 
 from omniguard_plugins import Image, Text
@@ -13,6 +12,14 @@ from omniguard_plugins.doors import Ask, summarize
 from omniguard_plugins.media import DecodedImage
 from omniguard_plugins.testing import ScriptedBackend, write_answer
 from omniguard_plugins.verdict import Evidence
+from tests.support.evidence_cases import (
+    UNSAFE_SENTENCE,
+    four_images,
+    loud_audio,
+    red_second_clip,
+    scripted,
+    thirty_sentences,
+)
 
 
 def _localized(judge, *parts, **kw):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from evidence_cases import four_images, thirty_sentences
 
 from omniguard_plugins.doors import Ask
+from tests.support.evidence_cases import four_images, thirty_sentences
 
 pytestmark = pytest.mark.slow
 

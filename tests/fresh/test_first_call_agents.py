@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fresh_doors import run_doors
+
+from tests.support.fresh_doors import run_doors
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fresh_doors import run_doors
+
+from tests.support.fresh_doors import run_doors
 
 HERE = Path(__file__).resolve().parent
 

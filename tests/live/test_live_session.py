@@ -11,7 +11,7 @@ import pytest
 from omniguard_plugins.doors import VerdictSummary
 from omniguard_plugins.live import LiveInputError, LiveSession, LiveSettings, PcmStream, Ring
 from omniguard_plugins.testing import ScriptedBackend, scripted_judge
-from tests.live.live_helpers import (
+from tests.support.live_helpers import (
     ALARM_CRITIQUE,
     alarm_words_red,
     chunks,

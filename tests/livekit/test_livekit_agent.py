@@ -15,7 +15,7 @@ from livekit_omniguard import OmniGuardAgent
 from PIL import Image as PILImage
 
 from omniguard_plugins.testing import scripted_judge
-from tests.live.live_helpers import alarm_words_red, chunks, needs_espeak, speech
+from tests.support.live_helpers import alarm_words_red, chunks, needs_espeak, speech
 
 REFUSAL_S9 = "I can't help with that: it was flagged as unsafe (Indiscriminate Weapons)."
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from li_stream_models import Lockstep, cut, scripted
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.llms.types import ChatMessage, ImageBlock, MessageRole, TextBlock
 from llama_index.core.chat_engine import ContextChatEngine
@@ -14,6 +13,8 @@ from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import QueryBundle, TextNode
 from llama_index_omniguard import GuardedChatEngine, GuardedQueryEngine, GuardViolation
+
+from tests.support.li_stream_models import Lockstep, cut, scripted
 
 REFUSAL = "Sorry, I can't help with that."
 

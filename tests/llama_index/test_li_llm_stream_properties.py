@@ -10,12 +10,12 @@ import asyncio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from li_agent_models import Script, call, stream_of
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index_omniguard import OmniGuardLLM
 
 from omniguard_plugins.testing import scripted_judge
-from tests.stream_helpers import answers, check_shown
+from tests.support.li_agent_models import Script, call, stream_of
+from tests.support.stream_helpers import answers, check_shown
 
 REFUSAL = "BLOCKED"
 QUESTION = [ChatMessage(role=MessageRole.USER, content="Q?")]

@@ -9,7 +9,6 @@ import asyncio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from li_stream_models import ScriptedLLM
 from llama_index.core import VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.schema import TextNode
@@ -17,7 +16,8 @@ from llama_index_omniguard import GuardedQueryEngine
 from llama_index_omniguard._stream import StreamGuard
 
 from omniguard_plugins.testing import scripted_judge
-from tests.stream_helpers import answers, check_shown
+from tests.support.li_stream_models import ScriptedLLM
+from tests.support.stream_helpers import answers, check_shown
 
 REFUSAL = "BLOCKED"
 

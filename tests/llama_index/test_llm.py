@@ -7,7 +7,6 @@ import base64
 
 import numpy as np
 import pytest
-from li_agent_models import Script, call, say, stream_of
 from llama_index.core.base.llms.types import AudioBlock, ChatMessage, DocumentBlock, MessageRole, TextBlock
 from llama_index.core.llms import MockLLM
 from llama_index.core.tools import FunctionTool
@@ -17,6 +16,7 @@ from omniguard_plugins.doors import DEFAULT_REFUSAL
 from omniguard_plugins.errors import ConfigError
 from omniguard_plugins.media.pcm import wav_bytes
 from omniguard_plugins.testing import keyword_handler, scripted_judge
+from tests.support.li_agent_models import Script, call, say, stream_of
 
 REFUSAL_S9 = DEFAULT_REFUSAL.format(categories="Indiscriminate Weapons")
 

@@ -5,13 +5,13 @@ answers are never shown, an unsafe user message or tool result never reaches the
 from __future__ import annotations
 
 import pytest
-from li_agent_models import Script, call, png_base64, run_agent, say, stream_of
 from llama_index.core.agent.workflow import FunctionAgent
 from llama_index.core.base.llms.types import ImageBlock
 from llama_index.core.tools import FunctionTool
 from llama_index_omniguard import OmniGuardLLM
 
 from omniguard_plugins.doors import DEFAULT_REFUSAL
+from tests.support.li_agent_models import Script, call, png_base64, run_agent, say, stream_of
 
 REFUSAL_S9 = DEFAULT_REFUSAL.format(categories="Indiscriminate Weapons")
 REFUSAL_S1 = DEFAULT_REFUSAL.format(categories="Violent Crimes")

@@ -43,11 +43,12 @@ def test_tiny_checkpoint_guards_a_real_query_engine(tiny_judge, llm):
 async def test_tiny_checkpoint_guards_a_function_agent(tiny_judge):
     """The real model path behind OmniGuardLLM in a real FunctionAgent: an unsafe tool call never
     runs, a safe one does, and a mostly red image returned by a tool is caught."""
-    from li_agent_models import Script, call, png_base64, run_agent, say
     from llama_index.core.agent.workflow import FunctionAgent
     from llama_index.core.base.llms.types import ImageBlock
     from llama_index.core.tools import FunctionTool
     from llama_index_omniguard import OmniGuardLLM
+
+    from tests.support.li_agent_models import Script, call, png_base64, run_agent, say
 
     sent: list[str] = []
 

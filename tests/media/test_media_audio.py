@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from media_factory import AUDIO_FORMATS, tone, wav_bytes
 
 from omniguard_plugins import Audio, MediaTooLarge, Video
 from omniguard_plugins.errors import CorruptMedia, UnsupportedMedia
 from omniguard_plugins.media import DecodedAudio, MediaLimits, decode_part
 from omniguard_plugins.media.audio_video import pcm_to_float
 from omniguard_plugins.testing import scripted_judge
+from tests.support.media_factory import AUDIO_FORMATS, tone, wav_bytes
 
 LIMITS = MediaLimits()
 

@@ -4,12 +4,12 @@ on the tiny checkpoint: what reaches the processor, and a verdict that depends o
 from __future__ import annotations
 
 import pytest
-from media_factory import png_bytes, tone, wav_bytes
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from omniguard_plugins import Audio, Image, OmniGuard, Video
 from omniguard_plugins.backends.base import GenerationRequest
 from omniguard_plugins.media import DecodedAudio, DecodedImage, DecodedVideo, decode_part
+from tests.support.media_factory import png_bytes, tone, wav_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from media_factory import png_bytes
 
 from omniguard_plugins import Image, MediaFetchRefused, MediaTooLarge
 from omniguard_plugins.media import MediaLimits, decode_part
 from omniguard_plugins.media.fetch import MAX_REDIRECTS, fetch_url, is_public_address
+from tests.support.media_factory import png_bytes
 
 PNG = png_bytes((16, 16), (0, 0, 255))
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-from media_factory import jpeg_bytes, png_bytes, png_claiming
 
 from omniguard_plugins import (
     Audio,
@@ -24,6 +23,7 @@ from omniguard_plugins import (
 )
 from omniguard_plugins.media import MediaLimits, decode_part
 from omniguard_plugins.testing import scripted_judge
+from tests.support.media_factory import jpeg_bytes, png_bytes, png_claiming
 
 PNG = png_bytes((32, 32))
 JPEG = jpeg_bytes((320, 240))

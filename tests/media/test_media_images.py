@@ -7,12 +7,12 @@ import time
 
 import numpy as np
 import pytest
-from media_factory import jpeg_bytes, png_bytes, png_claiming
 from PIL import Image as PILImage
 from PIL import ImageFile
 
 from omniguard_plugins import CorruptMedia, Image, MediaTooLarge
 from omniguard_plugins.media import DecodedImage, MediaLimits, decode_part
+from tests.support.media_factory import jpeg_bytes, png_bytes, png_claiming
 
 LIMITS = MediaLimits()
 

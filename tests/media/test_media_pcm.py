@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from media_factory import tone
 
 from omniguard_plugins import Audio
 from omniguard_plugins.errors import ContentError
 from omniguard_plugins.media import DecodedAudio, DecodedVideo, MediaCache, MediaLimits, decode_part, wav_bytes
+from tests.support.media_factory import tone
 
 
 def test_from_pcm_keeps_loudness_and_resamples_once_to_16k():

@@ -7,12 +7,12 @@ import io
 import zipfile
 
 import pytest
-from media_factory import png_bytes
 
 from omniguard_plugins import Audio, Conversation, CorruptMedia, Image, Turn, UnsupportedMedia, Video
 from omniguard_plugins.content import to_part
 from omniguard_plugins.media import MediaCache, MediaLimits, decode_part, sniff_kind
 from omniguard_plugins.testing import scripted_judge
+from tests.support.media_factory import png_bytes
 
 LIMITS = MediaLimits()
 PNG = png_bytes((20, 10), (200, 30, 30))

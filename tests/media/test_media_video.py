@@ -8,12 +8,12 @@ import subprocess
 
 import numpy as np
 import pytest
-from media_factory import FFMPEG, ffmpeg, frame_index, gray_clip
 from PIL import Image as PILImage
 
 from omniguard_plugins import Image, MediaTooLarge, UnsupportedMedia, Video
 from omniguard_plugins.media import DecodedAudio, DecodedVideo, MediaLimits, decode_part
 from omniguard_plugins.testing import scripted_judge
+from tests.support.media_factory import FFMPEG, ffmpeg, frame_index, gray_clip
 
 LIMITS = MediaLimits()
 

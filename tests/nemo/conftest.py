@@ -6,13 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from nemo_helpers import handler, make_png_data_uri
 from nemoguardrails import LLMRails, RailsConfig
 from nemoguardrails.testing import FakeLLMModel
 from nemoguardrails_omniguard import RAILS_DIR, RAILS_DIR_V2, register
 
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.testing import scripted_judge
+from tests.support.nemo_helpers import handler, make_png_data_uri
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 import uvicorn
-from nemo_helpers import handler  # the scripted judge of the other NeMo tests: 'bomb' S9, 'poison' S1
 from nemoguardrails import RailsConfig
 from nemoguardrails.guardrails.guardrails import Guardrails
 from nemoguardrails.rails.llm.options import RailStatus
@@ -19,6 +18,7 @@ from nemoguardrails.rails.llm.options import RailStatus
 from omniguard_plugins import Verdict
 from omniguard_plugins.server import create_app
 from omniguard_plugins.testing import scripted_judge
+from tests.support.nemo_helpers import handler  # the scripted judge of the other NeMo tests: 'bomb' S9, 'poison' S1
 
 TOKEN = "iorails-test-token"
 

@@ -12,11 +12,11 @@ import math
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nemo_helpers import ChunkedLLM
 from nemoguardrails import LLMRails, RailsConfig
 from nemoguardrails_omniguard import OUTPUT_FLOW, RAILS_DIR, register, stream
 
 from omniguard_plugins.streaming import StreamSettings
+from tests.support.nemo_helpers import ChunkedLLM
 
 WORDS = st.lists(st.sampled_from(["Paris", "is", "lovely", "in", "spring,", "and", "the", "food", "great.", "\n"]),
                  min_size=1, max_size=160)

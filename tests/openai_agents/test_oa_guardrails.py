@@ -18,7 +18,6 @@ from agents import (
     function_tool,
 )
 from agents.testing import ScriptedModel, assistant_message, function_call
-from oa_helpers import png_data_url, wav_base64
 from openai_agents_omniguard import (
     omniguard_input,
     omniguard_input_guardrail,
@@ -30,6 +29,7 @@ from openai_agents_omniguard import (
 from omniguard_plugins.doors import DEFAULT_REFUSAL
 from omniguard_plugins.errors import ConfigError
 from omniguard_plugins.testing import scripted_judge
+from tests.support.oa_helpers import png_data_url, wav_base64
 
 RED, BLUE = (220, 20, 20), (20, 40, 200)
 

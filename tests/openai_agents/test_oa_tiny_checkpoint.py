@@ -14,13 +14,14 @@ from agents import (
     function_tool,
 )
 from agents.testing import ScriptedModel, assistant_message, function_call
-from oa_helpers import png_data_url
 from openai_agents_omniguard import (
     omniguard_input_guardrail,
     omniguard_output_guardrail,
     omniguard_tool_input_guardrail,
     omniguard_tool_output_guardrail,
 )
+
+from tests.support.oa_helpers import png_data_url
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,7 @@ from pipecat_omniguard import LiveSettings, OmniGuardProcessor
 
 from omniguard_plugins.doors import DEFAULT_REFUSAL
 from omniguard_plugins.testing import scripted_judge
-from tests.live.live_helpers import alarm_words_red, chunks, needs_espeak, rgb, silence, speech, with_alarm
+from tests.support.live_helpers import alarm_words_red, chunks, needs_espeak, rgb, silence, speech, with_alarm
 
 pytestmark = needs_espeak
 

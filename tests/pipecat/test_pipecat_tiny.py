@@ -18,7 +18,7 @@ from pipecat.frames.frames import (
 from pipecat.tests.utils import SleepFrame, run_test
 from pipecat_omniguard import LiveSettings, OmniGuardProcessor
 
-from tests.live.live_helpers import chunks, needs_espeak, rgb, speech
+from tests.support.live_helpers import chunks, needs_espeak, rgb, speech
 
 pytestmark = [pytest.mark.slow, needs_espeak]
 

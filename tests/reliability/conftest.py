@@ -1,30 +1,20 @@
 """Fixtures for reliability tests: servers on loopback only, every one stopped at the end.
 
-The server helpers of ``tests/server`` are reused; ``reliability_backends`` (beside this file)
+The server helpers of ``tests.support.serve_helpers`` are reused; ``tests.support.reliability_backends``
 holds the fault-injecting backends a server process loads with ``--backend-factory``.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-SERVER_TESTS = HERE.parent / "server"
-for _path in (str(HERE), str(SERVER_TESTS)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from serve_helpers import server_pool  # noqa: E402
+from tests.support.serve_helpers import server_pool
 
 
 @pytest.fixture
-def reliability_server(monkeypatch: pytest.MonkeyPatch) -> Iterator:
-    """Start ``omniguard serve`` processes that can load ``reliability_backends:NAME``."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
+def reliability_server() -> Iterator:
+    """Start ``omniguard serve`` processes (which load ``tests.support.reliability_backends:NAME``)."""
     with server_pool() as start:
         yield start

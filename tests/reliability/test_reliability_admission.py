@@ -8,9 +8,6 @@ import time
 
 import httpx
 import pytest
-from burst import burst
-from reliability_helpers import KEYWORDS, Gated, until
-from serve_helpers import server_pool
 
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.admission import Admission, held, units_for_body
@@ -18,6 +15,9 @@ from omniguard_plugins.doors import Ask
 from omniguard_plugins.errors import OverloadedError
 from omniguard_plugins.server import create_app
 from omniguard_plugins.testing import ScriptedBackend, scripted_judge
+from tests.support.burst import burst
+from tests.support.reliability_helpers import KEYWORDS, Gated, until
+from tests.support.serve_helpers import server_pool
 
 BATCH_S = 0.2
 
@@ -157,7 +157,7 @@ async def test_a_burst_past_the_server_refuses_before_the_body_is_read():
 
 def test_a_connection_flood_past_the_cap_is_answered_503_by_the_protocol():
     with server_pool() as start:
-        server = start("--backend-factory", "serve_backends:echo", "--max-connections", "8", delay_s=0.3)
+        server = start("--backend-factory", "tests.support.serve_backends:echo", "--max-connections", "8", delay_s=0.3)
         answers = asyncio.run(burst(server.port, 60))
         after = asyncio.run(burst(server.port, 1))
     assert all(a.status for a in answers), [a.problem for a in answers if not a.status][:3]  # every one answered
@@ -171,7 +171,7 @@ def test_a_body_still_arriving_gives_its_reservation_back_and_reserves_again_whe
 
     body = json.dumps({"messages": [{"role": "user", "content": "slowly now"}], "mode": "critique"}).encode()
     with server_pool() as start:
-        server = start("--backend-factory", "serve_backends:echo")
+        server = start("--backend-factory", "tests.support.serve_backends:echo")
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
             sock.sendall(b"POST /v1/guard HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body[:10])

@@ -16,7 +16,8 @@ allowance; RELIABILITY.md gives how far off it is.
 from __future__ import annotations
 
 import pytest
-from burst import run_burst, summary_line
+
+from tests.support.burst import run_burst, summary_line
 
 
 def _check(report: dict) -> None:

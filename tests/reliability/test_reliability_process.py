@@ -13,9 +13,9 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
-from serve_helpers import png_bytes
 
 from omniguard_plugins.server.cli import serve
+from tests.support.serve_helpers import png_bytes
 
 GUARD = json.dumps({"messages": [{"role": "user", "content": "hello"}]}).encode()
 
@@ -43,7 +43,7 @@ def metric(server, name: str) -> float:
 
 
 def test_a_slow_loris_body_gets_408_and_the_server_keeps_serving(reliability_server):
-    server = reliability_server("--backend-factory", "serve_backends:echo", "--body-timeout", "1")
+    server = reliability_server("--backend-factory", "tests.support.serve_backends:echo", "--body-timeout", "1")
     sock = raw_request(server.port, b'{"mess', declared=len(GUARD))
     started = time.monotonic()
     for byte in b"ages":  # a byte every 0.3 s: each read is quick, the whole body never comes
@@ -60,7 +60,7 @@ def test_a_slow_loris_body_gets_408_and_the_server_keeps_serving(reliability_ser
 
 
 def test_a_client_that_hangs_up_mid_body_or_mid_request_costs_the_model_nothing(reliability_server):
-    server = reliability_server("--backend-factory", "serve_backends:echo", delay_s=1.0)
+    server = reliability_server("--backend-factory", "tests.support.serve_backends:echo", delay_s=1.0)
     sock = raw_request(server.port, GUARD[:10], declared=len(GUARD))  # half a body, then gone
     sock.close()
 
@@ -85,7 +85,7 @@ def test_a_client_that_hangs_up_mid_body_or_mid_request_costs_the_model_nothing(
 
 
 def test_a_client_that_hangs_up_mid_stream_leaves_the_server_healthy(reliability_server):
-    server = reliability_server("--backend-factory", "serve_backends:echo")
+    server = reliability_server("--backend-factory", "tests.support.serve_backends:echo")
     body = json.dumps({"messages": [{"role": "user", "content": "stream me"}], "stream": True}).encode()
     for _ in range(3):
         sock = raw_request(server.port, body, path="/v1/chat/completions")
@@ -107,7 +107,8 @@ def served(monkeypatch):
     monkeypatch.delenv("OMNIGUARD_TOKEN", raising=False)
 
     def run(*args: str, env: dict[str, str] | None = None):
-        result = CliRunner().invoke(serve, ["--backend-factory", "serve_backends:echo", *args], env=env or {})
+        result = CliRunner().invoke(serve, ["--backend-factory", "tests.support.serve_backends:echo", *args],
+                                    env=env or {})
         return result, (apps[-1] if apps else None)
 
     return run

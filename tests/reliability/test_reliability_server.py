@@ -9,13 +9,13 @@ import time
 
 import httpx
 import pytest
-from reliability_helpers import KEYWORDS, Gated, until
 
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.answer_format import write_answer
 from omniguard_plugins.errors import OverloadedError
 from omniguard_plugins.server import create_app
 from omniguard_plugins.testing import ScriptedBackend, scripted_judge
+from tests.support.reliability_helpers import KEYWORDS, Gated, until
 
 WAIT = 10.0
 

@@ -5,7 +5,8 @@ each, with faults mixed in. Correctness invariants are asserted; latency figures
 from __future__ import annotations
 
 import pytest
-from soak import Settings, run_soak, violations
+
+from tests.support.soak import Settings, run_soak, violations
 
 
 @pytest.mark.timeout(120)

@@ -9,7 +9,8 @@ import time
 
 import httpx
 import pytest
-from long_and_short import long_text
+
+from tests.support.long_and_short import long_text
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from serve_helpers import server_pool
+
+from tests.support.serve_helpers import server_pool
 
 
 @pytest.fixture

@@ -25,6 +25,6 @@ def test_a_bad_backend_factory_is_a_clear_usage_error():
 
 
 def test_an_invalid_setting_is_a_one_line_error():
-    result = CliRunner().invoke(serve, ["--max-batch", "0", "--backend-factory", "serve_backends:echo"])
+    result = CliRunner().invoke(serve, ["--max-batch", "0", "--backend-factory", "tests.support.serve_backends:echo"])
     assert result.exit_code == 1
     assert "max_batch must be at least 1" in result.output

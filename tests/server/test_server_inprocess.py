@@ -8,11 +8,11 @@ import json
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from serve_backends import keywords_and_red_images
-from serve_helpers import data_uri, png_bytes
 
 from omniguard_plugins.server import create_app
 from omniguard_plugins.testing import ScriptedBackend, scripted_judge
+from tests.support.serve_backends import keywords_and_red_images
+from tests.support.serve_helpers import data_uri, png_bytes
 
 TOKEN = "in-process-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -6,17 +6,17 @@ import threading
 import time
 
 import pytest
-from serve_backends import keywords_and_red_images
-from serve_helpers import png_bytes, start_server, wav_bytes
 
 from omniguard_plugins import Audio, Image, JudgeConfig, OmniGuard
 from omniguard_plugins.backends.openai import EndpointPool, OpenAIBackend
 from omniguard_plugins.testing import scripted_judge
+from tests.support.serve_backends import keywords_and_red_images
+from tests.support.serve_helpers import png_bytes, start_server, wav_bytes
 
 
 @pytest.fixture(scope="module")
 def keyword_server():
-    server = start_server("--backend-factory", "serve_backends:keywords")
+    server = start_server("--backend-factory", "tests.support.serve_backends:keywords")
     yield server
     server.stop()
 
@@ -62,8 +62,8 @@ def test_explain_unsafe_continues_the_verdict_remotely(keyword_server):
 
 
 def test_killing_one_endpoint_mid_run_loses_no_request_and_with_both_down_the_rail_fails_closed(server_factory):
-    a = server_factory("--backend-factory", "serve_backends:keywords", delay_s=0.02)
-    b = server_factory("--backend-factory", "serve_backends:keywords", delay_s=0.02)
+    a = server_factory("--backend-factory", "tests.support.serve_backends:keywords", delay_s=0.02)
+    b = server_factory("--backend-factory", "tests.support.serve_backends:keywords", delay_s=0.02)
     judge = remote_judge(a.url, b.url, max_batch=8, timeout_s=20)
     texts = [f"item {i} {'bomb' if i % 4 == 0 else 'garden'}" for i in range(160)]
     verdicts: list = []

@@ -7,13 +7,14 @@ import asyncio
 import httpx
 import openai
 import pytest
-from serve_helpers import TOKEN, b64, data_uri, png_bytes, start_server, wav_bytes
+
+from tests.support.serve_helpers import TOKEN, b64, data_uri, png_bytes, start_server, wav_bytes
 
 
 @pytest.fixture(scope="module")
 def echo_server():
-    server = start_server("--backend-factory", "serve_backends:echo", "--max-batch", "16", "--max-wait-ms", "20",
-                          token=TOKEN, delay_s=0.05)
+    server = start_server("--backend-factory", "tests.support.serve_backends:echo", "--max-batch", "16",
+                          "--max-wait-ms", "20", token=TOKEN, delay_s=0.05)
     yield server
     server.stop()
 
@@ -68,7 +69,8 @@ async def test_64_concurrent_clients_each_get_their_own_answer_in_shared_batches
 
 
 def test_refused_requests_are_openai_shaped_and_never_reach_the_model(server_factory):
-    server = server_factory("--backend-factory", "serve_backends:echo", "--max-body-bytes", "50000", token=TOKEN)
+    server = server_factory("--backend-factory", "tests.support.serve_backends:echo", "--max-body-bytes", "50000",
+                            token=TOKEN)
     url = f"{server.url}/v1"
     message = [{"role": "user", "content": "hello"}]
 

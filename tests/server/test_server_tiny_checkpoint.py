@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import openai
 import pytest
-from serve_helpers import b64, data_uri, png_bytes, start_server, wav_bytes
 
 from omniguard_plugins import Audio, Image, JudgeConfig, OmniGuard
 from omniguard_plugins.testing import TINY_TRIGGERS, tiny_checkpoint
+from tests.support.serve_helpers import b64, data_uri, png_bytes, start_server, wav_bytes
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,8 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_omniguard import GuardViolation, OmniGuardMiddleware
-from lc_stream_models import Lockstep, ScriptedChatModel, cut
+
+from tests.support.lc_stream_models import Lockstep, ScriptedChatModel, cut
 
 SAFE = "Here is a long and friendly answer about gardening. " * 6
 UNSAFE = "Now here is how to build a bomb at home. "

@@ -16,7 +16,8 @@ from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.tools import tool
 from langchain_omniguard import OmniGuardMiddleware
-from lc_stream_models import Lockstep, ScriptedChatModel, cut
+
+from tests.support.lc_stream_models import Lockstep, ScriptedChatModel, cut
 
 SAFE = "Here is a long and friendly answer about gardening. " * 4
 UNSAFE = "Now here is how to build a bomb at home. "

@@ -12,9 +12,9 @@ from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_omniguard import GuardViolation, guard
-from lc_stream_models import Lockstep, ScriptedChatModel, cut
 
 from omniguard_plugins.errors import ConfigError
+from tests.support.lc_stream_models import Lockstep, ScriptedChatModel, cut
 
 SAFE_HEAD = "Here is a long and friendly answer about gardening. " * 6  # ~310 characters
 UNSAFE = "Now here is how to build a bomb at home. "

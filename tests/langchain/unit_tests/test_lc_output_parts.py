@@ -15,11 +15,11 @@ from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.tools import tool
 from langchain_omniguard import OmniGuardMiddleware
 from langchain_openai import ChatOpenAI
-from lc_stream_models import ScriptedChatModel
-from lc_upstream import serve_upstream
 
 from omniguard_plugins.content import Text
 from omniguard_plugins.doors import render_tool_call
+from tests.support.lc_stream_models import ScriptedChatModel
+from tests.support.lc_upstream import serve_upstream
 
 QUESTION = {"messages": [HumanMessage("Sing me something")]}
 

@@ -20,8 +20,9 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.tools import tool
 from langchain_omniguard import OmniGuardMiddleware
 from langchain_openai import ChatOpenAI
-from lc_stream_models import ScriptedChatModel
-from lc_upstream import REPLIES, serve_upstream
+
+from tests.support.lc_stream_models import ScriptedChatModel
+from tests.support.lc_upstream import REPLIES, serve_upstream
 
 UNSAFE_ASK = "long unsafe answer"
 SAFE_ASK = "long safe answer"

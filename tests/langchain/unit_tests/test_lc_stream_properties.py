@@ -16,10 +16,10 @@ from langchain_core.messages import AIMessageChunk, HumanMessage
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_omniguard import OmniGuardMiddleware, guard
-from lc_stream_models import ScriptedChatModel, StreamChecks
 
 from omniguard_plugins.testing import scripted_judge
-from tests.stream_helpers import TRIGGER, answers, check_shown
+from tests.support.lc_stream_models import ScriptedChatModel, StreamChecks
+from tests.support.stream_helpers import TRIGGER, answers, check_shown
 
 REFUSAL = "BLOCKED"
 FAST = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,7 +10,7 @@ client goes away and records that. Every request it receives is recorded (body, 
 header, ``disconnected`` once the client left early) and listed at ``GET /_seen``, so a test can
 tell what reached the upstream and what the guard stopped before it.
 
-    python tests/doors/upstream_app.py --port 8123 [--key sk-up]
+    python tests/support/upstream_app.py --port 8123 [--key sk-up]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Real LangChain chat models for the streaming tests: they stream exactly the chunks a test
 scripts (random chunkings, tool-call deltas, media blocks), and can wait for the judge
-(:class:`tests.stream_helpers.Lockstep`)."""
+(:class:`tests.support.stream_helpers.Lockstep`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import Field
 
-from tests.stream_helpers import Lockstep, cut
+from tests.support.stream_helpers import Lockstep, cut
 
 __all__ = ["Lockstep", "ScriptedChatModel", "StreamChecks", "cut"]
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import av
 import numpy as np
-from serve_helpers import b64, data_uri, png_bytes, wav_bytes
+
+from tests.support.serve_helpers import b64, data_uri, png_bytes, wav_bytes
 
 RED, BLUE = (220, 20, 20), (20, 40, 220)
 

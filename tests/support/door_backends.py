@@ -1,5 +1,6 @@
-"""Scripted backends for door tests, for server processes (``--backend-factory door_backends:NAME``)
-and in-process judges alike: each verdict depends on what reached the model, media included.
+"""Scripted backends for door tests, for server processes (``--backend-factory
+tests.support.door_backends:NAME``) and in-process judges alike: each verdict depends on what
+reached the model, media included.
 
 - text: ``bomb`` is S9, ``kill`` is S1 (the conversation only, never the policy text);
 - a mostly red image or video frame is S1;

@@ -1,5 +1,5 @@
 """``omniguard eval`` in its own process on a scripted judge (a keyword table, a fixed model
-time per batch): for tests that must signal a real process. Usage: ``python scripted_eval.py
+time per batch): for tests that must signal a real process. Usage: ``python tests/support/scripted_eval.py
 eval ARGS...``; ``SCRIPTED_DELAY_S`` sets the model time per batch (default 0.4 s)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The doors' small OpenAI-compatible upstream (``tests/doors/upstream_app.py``), served on
+"""The doors' small OpenAI-compatible upstream (``tests/support/upstream_app.py``), served on
 loopback in a thread, for LangChain's real ``ChatOpenAI`` (streamed word by word)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tests.demo_apps.demo_helpers import serving
-from tests.doors.upstream_app import REPLIES, create_upstream
+from tests.support.demo_helpers import serving
+from tests.support.upstream_app import REPLIES, create_upstream
 
 __all__ = ["REPLIES", "serve_upstream"]
 

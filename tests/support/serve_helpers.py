@@ -20,8 +20,14 @@ import httpx
 import numpy as np
 from PIL import Image as PILImage
 
-HERE = Path(__file__).resolve().parent
+#: the repository root: on a server process's PYTHONPATH, so ``--backend-factory tests.support.<module>:NAME`` imports
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "test-token-123"
+
+
+def root_on_path() -> str:
+    """``PYTHONPATH`` for a subprocess that imports ``tests.support``: the repository root first."""
+    return os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
 
 
 def free_port() -> int:
@@ -122,7 +128,7 @@ def start_process(cmd: list[str], port: int, *, env: dict[str, str] | None = Non
 def start_server(*args: str, token: str | None = None, delay_s: float = 0.0, timeout_s: float = 60.0) -> ServerProcess:
     """Launch ``python -m omniguard_plugins.server ARGS`` on a free port; wait for /healthz."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    env = {**os.environ, "PYTHONPATH": root_on_path(),
            "OMNIGUARD_TEST_DELAY_S": str(delay_s)}
     env.pop("OMNIGUARD_TOKEN", None)
     cmd = [sys.executable, "-m", "omniguard_plugins.server", "--port", str(port), "--log-level", "warning", *args]

@@ -1,7 +1,7 @@
 """A burst of requests opened at once against a real server process, measured with a light client.
 
-    python tests/reliability/burst.py                 # create_app(judge) on its defaults, 600 requests
-    python tests/reliability/burst.py --target serve  # the same through `omniguard serve` with no limit flags
+    python -m tests.support.burst                 # create_app(judge) on its defaults, 600 requests
+    python -m tests.support.burst --target serve  # the same through `omniguard serve` with no limit flags
 
 The server runs in its own process with a scripted model of known capacity
 (``reliability_backends.burst``: 250 ms a batch whatever its size, so with the default
@@ -28,11 +28,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "server")]
-
-from serve_helpers import ServerProcess, free_port, start_process  # noqa: E402
-from soak import _pct  # noqa: E402
+from tests.support.serve_helpers import ServerProcess, free_port, root_on_path, start_process
+from tests.support.soak import _pct
 
 #: the scripted model's time per batch (any size): capacity max_batch / BATCH_S requests a second
 BATCH_S = 0.25
@@ -150,10 +147,10 @@ def figures(answers: list[Answer]) -> BurstFigures:
 def _serve_app(port: int) -> None:
     """``create_app(judge)`` with nothing set but the scripted model, on plain ``uvicorn.run``."""
     import uvicorn
-    from reliability_backends import burst as backend
 
     from omniguard_plugins import OmniGuard
     from omniguard_plugins.server import create_app
+    from tests.support.reliability_backends import burst as backend
 
     judge = OmniGuard(backend=backend(None), model="scripted")  # type: ignore[arg-type]
     uvicorn.run(create_app(judge), host="127.0.0.1", port=port, log_level="warning")
@@ -179,13 +176,13 @@ def _serve_trivial(port: int) -> None:
 def start(target: str, python: str = sys.executable) -> ServerProcess:
     """A server process: ``app`` (create_app on uvicorn.run), ``serve`` (the CLI) or ``trivial``."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": root_on_path()}
     env.pop("OMNIGUARD_TOKEN", None)
     if target == "serve":
         cmd = [python, "-m", "omniguard_plugins.server", "--port", str(port), "--log-level", "warning",
-               "--backend-factory", "reliability_backends:burst"]
+               "--backend-factory", "tests.support.reliability_backends:burst"]
     else:
-        cmd = [python, str(Path(__file__).resolve()), "--serve", target, "--port", str(port)]
+        cmd = [python, "-m", "tests.support.burst", "--serve", target, "--port", str(port)]
     return start_process(cmd, port, env=env, timeout_s=60.0, args=cmd[2:])
 
 

@@ -1,5 +1,5 @@
 """A real LlamaIndex LLM for the streaming tests: it answers with scripted chunks (any
-chunking), and can stream in lockstep with the judge (:class:`tests.stream_helpers.Lockstep`)."""
+chunking), and can stream in lockstep with the judge (:class:`tests.support.stream_helpers.Lockstep`)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from llama_index.core.base.llms.types import (
 )
 from llama_index.core.llms import CustomLLM
 
-from tests.stream_helpers import Lockstep, cut
+from tests.support.stream_helpers import Lockstep, cut
 
 __all__ = ["Lockstep", "ScriptedLLM", "cut"]
 

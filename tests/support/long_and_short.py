@@ -1,7 +1,7 @@
 """The issue's scenario on the real tiny checkpoint (CPU): while a ~30 KB text (within the
 8,192-token context) is being judged, a short check sent from another thread a second later.
 
-    python tests/reliability/long_and_short.py [--rounds 3]
+    python -m tests.support.long_and_short [--rounds 3]
 
 Prints, per round, how long the long check took and how long the short one waited. A forward
 pass cannot be preempted, so the short check waits for what is left of the long one's prefill;

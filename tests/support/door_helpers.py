@@ -11,13 +11,11 @@ from pathlib import Path
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm must not fetch its price list
 
 import httpx  # noqa: E402
-import pytest  # noqa: E402
+
+from tests.support import serve_helpers  # noqa: E402 - serve_helpers: the one way to start `omniguard serve`
+from tests.support.serve_helpers import TOKEN, ServerProcess, free_port, start_server  # noqa: E402, F401 - for tests
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent / "server"))  # serve_helpers: the one way to start `omniguard serve`
-
-import serve_helpers  # noqa: E402
-from serve_helpers import TOKEN, ServerProcess, free_port, start_server  # noqa: E402, F401 - TOKEN for tests
 
 UPSTREAM_KEY = "sk-upstream-key-42"
 
@@ -36,10 +34,8 @@ def start_upstream(key: str | None = UPSTREAM_KEY) -> ServerProcess:
 
 
 def start_guard(*args: str, **kwargs: object) -> ServerProcess:
-    """``omniguard serve`` with this folder's backends importable (``door_backends:doors``)."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]))
-        return start_server(*args, **kwargs)  # type: ignore[arg-type]
+    """``omniguard serve`` for door tests (backends as ``tests.support.door_backends:doors``)."""
+    return start_server(*args, **kwargs)  # type: ignore[arg-type]
 
 
 def seen(upstream: ServerProcess) -> list[dict]:

@@ -1,4 +1,4 @@
-"""Backends for server processes under test, loaded with ``--backend-factory serve_backends:NAME``.
+"""Backends for server processes under test, loaded with ``--backend-factory tests.support.serve_backends:NAME``.
 
 Each factory takes the JudgeConfig and returns a ScriptedBackend, so a real server process
 answers exactly what a test expects. ``OMNIGUARD_TEST_DELAY_S`` sets model time per batch.

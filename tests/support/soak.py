@@ -1,10 +1,10 @@
 """Soak and overload runs against a real ``omniguard serve`` process on loopback.
 
-    python tests/reliability/soak.py --load 10 --duration 120          # one row of RELIABILITY.md
-    python tests/reliability/soak.py --load 2,10 --duration 8 --json -  # what `make test` runs
+    python -m tests.support.soak --load 10 --duration 120          # one row of RELIABILITY.md
+    python -m tests.support.soak --load 2,10 --duration 8 --json -  # what `make test` runs
 
-A scripted model with a known batch cost (``reliability_backends.soak``) gives a known capacity
-(``max_batch / (base + item * max_batch)`` requests per second); clients send requests on a
+(from the repository root). A scripted model with a known batch cost (``reliability_backends.soak``)
+gives a known capacity (``max_batch / (base + item * max_batch)`` requests per second); clients send requests on a
 fixed schedule (open loop) at ``load`` times that capacity for ``duration`` seconds, with a
 fault schedule mixed in: backend errors, unparseable answers, slow batches, corrupt media,
 malformed JSON, over-long text, and clients that hang up mid-request (and, with ``--hang``,
@@ -34,10 +34,7 @@ from typing import Any
 
 import httpx
 
-HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parent / "server")]
-
-from serve_helpers import ServerProcess, start_server  # noqa: E402
+from tests.support.serve_helpers import ServerProcess, start_server
 
 #: share of requests per kind (the rest are plain safe checks)
 MIX = {"unsafe": 0.10, "chat": 0.08, "raise": 0.01, "garbage": 0.02, "slow": 0.01, "media": 0.02,
@@ -292,13 +289,12 @@ def _ready(server: ServerProcess, within_s: float = 15.0) -> bool:
 def run_soak(settings: Settings, loads: list[float]) -> dict[str, Any]:
     os.environ.update(SOAK_BASE_MS=str(settings.base_ms), SOAK_ITEM_MS=str(settings.item_ms),
                       SOAK_HANG_S=str(settings.request_timeout_s * 1.5))
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])
     limits = [] if settings.max_queued is None else ["--max-queued", str(settings.max_queued)]
     if settings.max_queue_delay_ms is not None:
         limits += ["--max-queue-delay-ms", str(settings.max_queue_delay_ms)]
     # the model's capacity (batch size and time) and the fault scenario's deadline; admission as shipped
     server = start_server(
-        "--backend-factory", "reliability_backends:soak", "--max-batch", str(settings.max_batch),
+        "--backend-factory", "tests.support.reliability_backends:soak", "--max-batch", str(settings.max_batch),
         "--request-timeout", str(settings.request_timeout_s), "--max-wait-ms", "5", *limits,
     )
     load_start = os.getloadavg()[0]

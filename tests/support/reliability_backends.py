@@ -1,4 +1,4 @@
-"""Backends for reliability runs, loaded with ``--backend-factory reliability_backends:NAME``.
+"""Backends for reliability runs, loaded with ``--backend-factory tests.support.reliability_backends:NAME``.
 
 ``soak``: a scripted model with a batch cost (``SOAK_BASE_MS`` per batch plus ``SOAK_ITEM_MS``
 per request, slept in the one worker thread, as a model would hold it) whose answers echo the

@@ -1,0 +1,1 @@
+"""The test suite; a package so that ``tests.support`` (the shared test helpers) imports by one dotted name."""
