@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.testing import TINY_TRIGGERS, keyword_handler, scripted_judge
+from tests.support.media_makers import RED, png_file
 
 RED_IMAGE = "- Safety Assessment: unsafe\n- Categories: S1\n- Assessment: The image shows graphic violence."
 #: mostly-red images are unsafe (S1) whatever the text says; else the tiny model's trigger words
@@ -26,9 +26,7 @@ def judge() -> Iterator[OmniGuard]:
 
 @pytest.fixture
 def red_png(tmp_path: Path) -> Path:
-    path = tmp_path / "red.png"
-    Image.new("RGB", (48, 32), (220, 20, 20)).save(path)
-    return path
+    return png_file(tmp_path / "red.png", RED, (48, 32))
 
 
 @pytest.fixture

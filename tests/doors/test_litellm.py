@@ -24,7 +24,8 @@ from omniguard_plugins.testing import ScriptedBackend
 from tests.support.door_backends import handler
 from tests.support.door_helpers import UPSTREAM_KEY, seen, start_process
 from tests.support.door_media import BLUE, RED, audio_part, image_part, text_part
-from tests.support.serve_helpers import TOKEN, ServerProcess, b64, free_port, root_on_path, wav_bytes
+from tests.support.media_makers import b64, wav_bytes
+from tests.support.serve_helpers import TOKEN, ServerProcess, free_port, root_on_path
 from tests.support.upstream_app import CARRIES, REPLIES, UNSAFE_CARRIED
 
 MASTER_KEY = "sk-litellm-master-0123456789abcdef"

@@ -4,27 +4,21 @@ here (PIL PNGs, a numpy WAV, an ffmpeg MP4), and a scripted judge: text about a 
 
 from __future__ import annotations
 
-import io
 import subprocess
-import wave
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, BaseMessage
-from PIL import Image
 
 from omniguard_plugins import OmniGuard
-from omniguard_plugins.testing import keyword_handler, scripted_judge
+from omniguard_plugins.testing import scripted_judge
+from tests.support.media_makers import BLUE, RED, png_bytes, red_is_unsafe, wav_bytes
 
 UNSAFE_IMAGE = "- Safety Assessment: unsafe\n- Categories: S1\n- Assessment: A violent image."
-#: text with "bomb" is unsafe (S9); a mostly red image is unsafe (S1)
-red_is_unsafe = keyword_handler({"bomb": "S9"}, critique="It explains how to build a weapon.", red_images=True,
-                                image_critique="A violent image.")
 
 @pytest.fixture
 def judge():
@@ -38,30 +32,17 @@ def _no_shared_judge_leaks():
     yield
     OmniGuard.reset_shared()
 
-def _png(colour: tuple[int, int, int]) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (32, 32), colour).save(buf, format="PNG")
-    return buf.getvalue()
-
 @pytest.fixture(scope="session")
 def red_png() -> bytes:
-    return _png((220, 20, 20))
+    return png_bytes(RED, (32, 32))
 
 @pytest.fixture(scope="session")
 def blue_png() -> bytes:
-    return _png((20, 40, 200))
+    return png_bytes(BLUE, (32, 32))
 
 @pytest.fixture(scope="session")
 def wav() -> bytes:
-    t = np.arange(8000) / 16000.0
-    samples = (0.3 * np.sin(2 * np.pi * 440 * t) * 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(samples.tobytes())
-    return buf.getvalue()
+    return wav_bytes(0.5)
 
 @pytest.fixture(scope="session")
 def mp4(tmp_path_factory: pytest.TempPathFactory) -> bytes:

@@ -10,13 +10,10 @@ from llama_index.core import VectorStoreIndex
 from llama_index.core.embeddings import MockEmbedding
 from llama_index.core.llms import MockLLM
 from llama_index.core.schema import ImageDocument, ImageNode, TextNode
-from PIL import Image
 
 from omniguard_plugins import OmniGuard
-from omniguard_plugins.testing import keyword_handler, scripted_judge
-
-#: text: unsafe when it mentions a bomb; images: unsafe when mostly red
-red_is_unsafe = keyword_handler({"bomb": "S9"}, red_images=True, image_critique="A violent image.")
+from omniguard_plugins.testing import scripted_judge
+from tests.support.media_makers import BLUE, RED, png_file, red_is_unsafe
 
 
 @pytest.fixture
@@ -27,19 +24,14 @@ def judge():
     guard.close()
 
 
-def _png(path: Path, colour: tuple[int, int, int]) -> Path:
-    Image.new("RGB", (32, 32), colour).save(path)
-    return path
-
-
 @pytest.fixture
 def red_png(tmp_path: Path) -> Path:
-    return _png(tmp_path / "red.png", (220, 20, 20))
+    return png_file(tmp_path / "red.png", RED)
 
 
 @pytest.fixture
 def blue_png(tmp_path: Path) -> Path:
-    return _png(tmp_path / "blue.png", (20, 40, 200))
+    return png_file(tmp_path / "blue.png", BLUE)
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import io
-import wave
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +17,8 @@ from llama_index.core.schema import (
     TextNode,
 )
 from llama_index_omniguard import GuardViolation, OmniGuardPostprocessor
+
+from omniguard_plugins.media import wav_bytes
 
 QUESTION = "What is in the archive?"
 
@@ -99,13 +99,7 @@ def test_with_query_judges_each_node_as_an_answer_to_the_query(judge):
 
 
 def _wav_bytes() -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes((np.sin(np.arange(8000) / 10) * 8000).astype("<i2").tobytes())
-    return buf.getvalue()
+    return wav_bytes((np.sin(np.arange(8000) / 10) * 8000).astype("<i2"), 16000)
 
 
 async def test_every_node_shape_is_judged_with_its_media(judge, red_png: Path, blue_png: Path, tmp_path: Path):

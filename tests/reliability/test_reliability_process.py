@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from omniguard_plugins.server.cli import serve
-from tests.support.serve_helpers import png_bytes
+from tests.support.media_makers import png_bytes
 
 GUARD = json.dumps({"messages": [{"role": "user", "content": "hello"}]}).encode()
 

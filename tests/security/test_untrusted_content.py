@@ -9,29 +9,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 from pathlib import Path
 
 import pytest
-from PIL import Image as PILImage
 
 from omniguard_plugins import Image
 from omniguard_plugins.errors import ContentError
 from omniguard_plugins.testing import keyword_handler, scripted_judge
+from tests.support.media_makers import RED, png_bytes
 
 red_images = keyword_handler({"bomb": "S9"}, red_images=True)
-
-
-def _png(colour: tuple[int, int, int]) -> bytes:
-    buf = io.BytesIO()
-    PILImage.new("RGB", (32, 32), colour).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture
 def host_png(tmp_path: Path) -> Path:
     path = tmp_path / "secret-host-file.png"
-    path.write_bytes(_png((220, 20, 20)))
+    path.write_bytes(png_bytes(RED, (32, 32)))
     return path
 
 
@@ -120,7 +113,7 @@ def test_omni_chat_data_uri_holding_a_path(judge, host_png):
 def test_a_list_under_a_media_key_is_media(judge):
     from langchain_omniguard._convert import to_conversation
 
-    red = base64.b64encode(_png((220, 20, 20))).decode()
+    red = base64.b64encode(png_bytes(RED, (32, 32))).decode()
     conversation = to_conversation({"question": "are these ok?", "images": [red, red]})
     assert [type(p).__name__ for p in conversation.turns[0].parts] == ["Text", "Image", "Image"]
     verdict = judge.check(conversation)
@@ -131,7 +124,7 @@ def test_a_list_under_a_media_key_is_media(judge):
 def test_base64_media_under_an_unknown_key_is_refused_not_prose():
     from langchain_omniguard._convert import to_conversation
 
-    red = base64.b64encode(_png((220, 20, 20))).decode()
+    red = base64.b64encode(png_bytes(RED, (32, 32))).decode()
     with pytest.raises(ContentError, match="holds base64 image"):
         to_conversation({"question": "hi", "attachment": red})
     # ordinary long prose is still text

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from omniguard_plugins.server import create_app
 from omniguard_plugins.testing import ScriptedBackend, scripted_judge
+from tests.support.media_makers import data_uri, png_bytes
 from tests.support.serve_backends import keywords_and_red_images
-from tests.support.serve_helpers import data_uri, png_bytes
 
 TOKEN = "in-process-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

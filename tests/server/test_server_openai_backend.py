@@ -10,8 +10,9 @@ import pytest
 from omniguard_plugins import Audio, Image, JudgeConfig, OmniGuard
 from omniguard_plugins.backends.openai import EndpointPool, OpenAIBackend
 from omniguard_plugins.testing import scripted_judge
+from tests.support.media_makers import png_bytes, wav_bytes
 from tests.support.serve_backends import keywords_and_red_images
-from tests.support.serve_helpers import png_bytes, start_server, wav_bytes
+from tests.support.serve_helpers import start_server
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ import httpx
 import openai
 import pytest
 
-from tests.support.serve_helpers import TOKEN, b64, data_uri, png_bytes, start_server, wav_bytes
+from tests.support.media_makers import b64, data_uri, png_bytes, wav_bytes
+from tests.support.serve_helpers import TOKEN, start_server
 
 
 @pytest.fixture(scope="module")

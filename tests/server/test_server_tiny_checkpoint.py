@@ -12,7 +12,8 @@ import pytest
 
 from omniguard_plugins import Audio, Image, JudgeConfig, OmniGuard
 from omniguard_plugins.testing import TINY_TRIGGERS, tiny_checkpoint
-from tests.support.serve_helpers import b64, data_uri, png_bytes, start_server, wav_bytes
+from tests.support.media_makers import b64, data_uri, png_bytes, wav_bytes
+from tests.support.serve_helpers import start_server
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from typing import Any
 import av
 import numpy as np
 
-from tests.support.serve_helpers import b64, data_uri, png_bytes, wav_bytes
+from tests.support.media_makers import b64, data_uri, png_bytes, wav_bytes
 
 RED, BLUE = (220, 20, 20), (20, 40, 220)
 

@@ -1,24 +1,19 @@
-"""Helpers for server tests: real ``omniguard serve`` processes on loopback, and media made here."""
+"""Helpers for server tests: real ``omniguard serve`` processes on loopback (media: ``media_makers``)."""
 
 from __future__ import annotations
 
-import base64
-import io
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-import wave
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import numpy as np
-from PIL import Image as PILImage
 
 #: the repository root: on a server process's PYTHONPATH, so ``--backend-factory tests.support.<module>:NAME`` imports
 ROOT = Path(__file__).resolve().parents[2]
@@ -135,32 +130,3 @@ def start_server(*args: str, token: str | None = None, delay_s: float = 0.0, tim
     if token:
         cmd += ["--token", token]
     return start_process(cmd, port, env=env, timeout_s=timeout_s, token=token, args=list(args))
-
-
-# ------------------------------------------------------------------ media made in the test
-
-
-def png_bytes(colour: tuple[int, int, int] = (220, 20, 20), size: tuple[int, int] = (32, 24)) -> bytes:
-    buf = io.BytesIO()
-    PILImage.new("RGB", size, colour).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def wav_bytes(seconds: float = 1.0, freq: float = 440.0, rate: int = 16_000) -> bytes:
-    t = np.arange(int(seconds * rate)) / rate
-    pcm = (0.3 * np.sin(2 * np.pi * freq * t) * 32767).astype("<i2")
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(pcm.tobytes())
-    return buf.getvalue()
-
-
-def data_uri(data: bytes, mime: str) -> str:
-    return f"data:{mime};base64," + base64.b64encode(data).decode()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
