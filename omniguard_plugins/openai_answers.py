@@ -32,7 +32,7 @@ from .openai_messages import parts_from_openai
 from .streaming import Judge, Window
 from .verdict import Verdict
 
-__all__ = ["STREAM_AUDIO_RATE", "AnswerStream", "answer_parts", "answer_text", "blocked_event", "delta_text", "field",
+__all__ = ["STREAM_AUDIO_RATE", "AnswerStream", "answer_parts", "blocked_event", "field",
            "has_content", "openai_content", "pcm16_audio"]
 
 #: OpenAI streams audio as 16-bit mono PCM at 24 kHz (``audio.format`` must be ``pcm16`` to stream)
@@ -240,33 +240,6 @@ def _sniffed_mime(b64: str, kind: str) -> str:
     return sniff_mime(head)[1] or f"{kind}/unknown"
 
 
-# ---------------------------------------------------------------------- text-only readers
-
-
-def answer_text(message: Any) -> str:
-    """A completion message's content text and tool-call arguments (the Generic Guardrail API's
-    text view; the output rail uses :func:`answer_parts`)."""
-    if message is None:
-        return ""
-    content = field(message, "content")
-    if isinstance(content, str):
-        parts = [content]
-    else:
-        parts = [t for t in (field(p, "text") for p in content or []) if isinstance(t, str)]
-    parts.extend(_arguments(field(message, "tool_calls")))
-    return "\n".join(p for p in parts if p)
-
-
-def delta_text(chunk: Any) -> str:
-    """The text a ``chat.completion.chunk`` adds: choice 0's content and tool-call arguments."""
-    choices = field(chunk, "choices") or []
-    delta = field(choices[0], "delta") if choices else None
-    if delta is None:
-        return ""
-    content = field(delta, "content")
-    return (content if isinstance(content, str) else "") + "".join(_arguments(field(delta, "tool_calls")))
-
-
 # ---------------------------------------------------------------------- helpers
 
 
@@ -311,12 +284,3 @@ def _calls(message: Any) -> list[tuple[str, Any]]:
     if legacy is not None:
         calls.append((str(field(legacy, "name") or ""), field(legacy, "arguments")))
     return calls
-
-
-def _arguments(calls: Any) -> list[str]:
-    out = []
-    for call in calls or []:
-        arguments = field(field(call, "function"), "arguments")
-        if isinstance(arguments, str):
-            out.append(arguments)
-    return out

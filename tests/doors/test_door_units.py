@@ -9,7 +9,7 @@ import pytest
 from litellm_omniguard import LocalChecker
 
 from omniguard_plugins import Audio, ContentError, Image, Policy, Text, Verdict, Video
-from omniguard_plugins.openai_answers import answer_text, delta_text
+from omniguard_plugins.openai_answers import answer_parts
 from omniguard_plugins.openai_messages import parts_from_openai
 from omniguard_plugins.policy import Category
 from omniguard_plugins.server.gateway import verdict_header
@@ -60,18 +60,16 @@ def test_verdict_headers_are_one_line():
     assert verdict_header(Verdict(safe=False, error="timeout: no answer in 5 s")) == "error; timeout"
 
 
-def test_answer_text_reads_content_parts_and_tool_calls_of_dicts_and_objects():
+def test_answer_parts_reads_content_parts_and_tool_calls_of_dicts_and_objects():
     class Obj:
         def __init__(self, **kw):
             self.__dict__.update(kw)
 
     message = {"content": [{"type": "text", "text": "Sure."}],
                "tool_calls": [{"function": {"name": "send", "arguments": '{"to": "bob"}'}}]}
-    assert answer_text(message) == 'Sure.\n{"to": "bob"}'
-    assert answer_text(Obj(content="hello", tool_calls=None)) == "hello"
-    chunk = Obj(choices=[Obj(delta=Obj(content=None, tool_calls=[Obj(function=Obj(arguments='{"a"'))]))])
-    assert delta_text(chunk) == '{"a"'
-    assert delta_text({"choices": []}) == "" and delta_text({"choices": [{"delta": {"content": "x"}}]}) == "x"
+    assert answer_parts(message) == (Text("Sure."), Text('send {"to": "bob"}'))  # the one tool-call rendering
+    assert answer_parts(Obj(content="hello", tool_calls=None)) == (Text("hello"),)
+    assert answer_parts(None) == ()
 
 
 def test_openai_file_parts_become_media_by_type():
