@@ -260,11 +260,14 @@ def test_safe_reasoning_arrives_whole(client, gateway):
 # ---------------------------------------------------------------------- a slow upstream
 
 
-@pytest.fixture(scope="module")
-def impatient(upstream):
-    """A gateway whose requests answer 504 after 2 s (``--request-timeout``), the upstream too."""
+@pytest.fixture(scope="module", params=["--request-timeout", "--upstream-timeout"])
+def impatient(upstream, request):
+    """A gateway whose requests answer 504 after 2 s, the upstream too: by ``--request-timeout``,
+    or by the gateway's own ``--upstream-timeout`` under a long request timeout."""
+    deadline = (["--request-timeout", "2"] if request.param == "--request-timeout"
+                else ["--request-timeout", "120", "--upstream-timeout", "2"])
     server = start_guard("--backend-factory", "tests.support.door_backends:doors", "--upstream", f"{upstream.url}/v1",
-                         "--upstream-key", UPSTREAM_KEY, "--request-timeout", "2", token=TOKEN)
+                         "--upstream-key", UPSTREAM_KEY, *deadline, token=TOKEN)
     yield server
     server.stop()
 
