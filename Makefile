@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: install browser espeak lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not burst" $(PYTEST_ARGS)
 
 # the edit loop: no browser, nothing that trains or loads a model, stop at the first failure
 test-fast: install
@@ -58,6 +58,7 @@ demo-cli: install
 # all); the figures go to RELIABILITY.md. `make test` runs a 20-second version.
 SOAK := $(BIN)/python -m tests.support.soak
 soak: install
+	-$(BIN)/python -m pytest -m burst -q tests/reliability/test_reliability_burst.py
 	-$(SOAK) --no-faults --load 10 --duration 60 --json bench/out/soak-latency.json
 	-$(SOAK) --load 2,10 --duration 120 --json bench/out/soak-faults.json
 	-$(SOAK) --hang --load 2,10 --duration 60 --json bench/out/soak-hang.json

@@ -19,6 +19,11 @@ import pytest
 
 from tests.support.burst import run_burst, summary_line
 
+#: run by `make soak`, not `make test`: on the 2-core box the rejected p50 sometimes lands just over
+#: the trivial app's + 150 ms, and once a whole burst's rejections came after ~1.2 s (a body read
+#: past the gate's 1 s re-reservation); issue 25 stays open until these bounds hold every run
+pytestmark = pytest.mark.burst
+
 
 def _check(report: dict) -> None:
     print(summary_line(report))
