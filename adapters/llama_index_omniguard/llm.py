@@ -338,7 +338,7 @@ class OmniGuardLLM(FunctionCallingLLM):
             return None
         try:
             return self.llm.get_tool_calls_from_response(response, error_on_no_tool_call=False)
-        except NotImplementedError:
+        except NotImplementedError:  # a class without its own reader: its ToolCallBlocks are judged instead
             return None
 
     # ------------------------------------------------------------------ streams
