@@ -49,7 +49,7 @@ def test_modes_and_explain_unsafe() -> None:
 
 
 def test_check_many_keeps_order_and_shares_one_batch() -> None:
-    judge = scripted_judge(echo_handler, cache_size=0, max_batch=64)
+    judge = scripted_judge(echo_handler, cache_size=0, max_batch=64, max_wait_ms=50)
     items = [{"user": f"request-{i}"} for i in range(40)]
     verdicts = judge.check_many(items)
     assert [v.critique for v in judge.check_many(items, mode="critique")] == [f"id={i}" for i in range(40)]
