@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: install browser espeak lint
-	$(BIN)/python -m pytest -m "not burst" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # the edit loop: no browser, nothing that trains or loads a model, stop at the first failure
 test-fast: install

@@ -18,6 +18,7 @@ from typing import Any
 
 from ._checkflow import Flow, Step
 from ._lru import LRU
+from .admission import held
 from .backends.base import Backend, GenerationRequest, GenerationResult
 from .batching import MicroBatcher
 from .errors import BackendError, JudgeTimeout, OmniGuardError
@@ -114,6 +115,9 @@ class Runner:
                 future.set_exception(exc)
             futures.append(future)
             keys.append(key)
+        reservation = held()
+        if reservation is not None:  # queued now: the batcher stops waiting for it (admission.on_the_way)
+            reservation.arrived()
         return futures, keys, all_cached
 
 

@@ -10,20 +10,32 @@ requests.
 The budget is in seconds. A request weighs ``units`` (1, plus its body size at the server edge,
 see :func:`units_for_body`); ``max_batch`` units make a batch, which costs the measured time of a
 recent batch (an average over recent batches, fed by the batcher). A new reservation is refused
-with :class:`~omniguard_plugins.errors.OverloadedError` when the batches already reserved plus
-its own would take longer than the queue-delay bound plus one batch (the batch running now
-counts whole, however few it holds), so no admitted caller waits longer than the bound plus its
-own batch. Nothing is refused while
-fewer than ``max_batch`` reservations are held (they would share one batch), so one request of
-any size gets in.
+with :class:`~omniguard_plugins.errors.OverloadedError` when the whole batches it would wait for
+(the one running now counts whole, however few it holds; when none runs, the batcher's wait for
+company, up to ``FILL_WAIT_BATCHES`` of a batch's time, counts instead), plus
+its own, plus the time it already waited before it got here (``waited_s``: the server's
+event-loop lag, which a burst drives up), would take longer than the queue-delay bound plus one
+batch. So no admitted caller waits longer than the bound plus its own batch. Nothing is refused
+while fewer than ``max_batch`` reservations are held (they would share one batch), so one
+request of any size gets in.
 
 The queue-delay bound (``JudgeConfig.max_queue_delay_s``) is on by default: ``None`` means
-derived, twice the recent batch time, at least 0.5 s, at most a quarter of ``timeout_s``; ``0``
-turns refusals off (reservations are still counted, for ``/healthz`` and ``/metrics``), for an
-app that prefers its checks to wait (then only the batcher's ``max_queued`` refuses work).
+derived, 2.5 recent batch times (at least 0.5 s, at most a quarter of ``timeout_s``): two full
+batches may wait behind the one running, so the model never idles between batches under
+overload, and the half batch left over absorbs the batcher's wait for company and timing noise
+(a bound of exactly two batches would turn on a millisecond of jitter: one more or one fewer
+batch admitted). ``0`` turns refusals off (reservations are still counted, for ``/healthz`` and
+``/metrics``), for an app that prefers its checks to wait (then only the batcher's
+``max_queued`` refuses work).
 
 Deciding is O(1): a few additions under a lock that is never held for anything else (not the
 batcher's lock), so an event loop never waits behind the model worker.
+
+A reservation is *on its way* from when it is taken until its first check reaches the runner
+(:meth:`Reservation.arrived`). The batcher reads :meth:`Admission.on_the_way` to wait a little
+longer for company: in a burst the first admitted request reaches the queue tens of
+milliseconds before the others (the event loop is busy answering the refused ones), and a batch
+started with it alone would cost the rest a whole extra batch.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from __future__ import annotations
 import contextvars
 import math
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,12 +54,16 @@ from .errors import OverloadedError
 if TYPE_CHECKING:
     from .config import JudgeConfig
 
-__all__ = ["Admission", "AdmissionState", "Reservation", "held", "units_for_body"]
+__all__ = ["FILL_WAIT_BATCHES", "Admission", "AdmissionState", "Reservation", "held", "units_for_body"]
 
 #: a batch's time assumed before the first one is measured
 DEFAULT_BATCH_S = 0.5
-#: the derived queue-delay bound: this many recent batch times, within these limits
-AUTO_BATCHES = 2.0
+#: the batcher waits at most this many batch times for callers admitted and on their way (one left
+#: behind would wait a whole batch); admission counts that wait when no batch runs
+FILL_WAIT_BATCHES = 1.0
+#: the derived queue-delay bound: this many recent batch times (two batches waiting, half a batch of
+#: slack; see the module docstring), within these limits
+AUTO_BATCHES = 2.5
 MIN_AUTO_DELAY_S = 0.5
 #: at the server edge a body up to FREE_BYTES (a text check) weighs one unit, each BYTES_PER_UNIT more
 #: one more, up to MAX_UNITS (a long request runs in a batch of its own; more weight would only refuse
@@ -100,17 +117,25 @@ class Reservation:
     manager, or :meth:`release`). While held as the current one (:meth:`current`), checks made
     in this context do not reserve again."""
 
-    __slots__ = ("_admission", "_released", "units")
+    __slots__ = ("_admission", "_arrived", "_released", "units")
 
     def __init__(self, admission: Admission, units: float) -> None:
         self._admission = admission
         self.units = units
         self._released = False
+        self._arrived = False
+
+    def arrived(self) -> None:
+        """Its first check has reached the runner: it is no longer on its way (idempotent)."""
+        if not self._arrived:
+            self._arrived = True
+            if not self._released:
+                self._admission._arrive()
 
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._admission._give_back(self.units)
+            self._admission._give_back(self.units, on_the_way=not self._arrived)
 
     @contextmanager
     def current(self) -> Iterator[Reservation]:
@@ -141,6 +166,9 @@ class Admission:
         self._units = 0.0
         self._count = 0
         self._batch_s: float | None = None
+        #: reservations taken and not yet arrived (see :meth:`on_the_way`), and when the last was taken
+        self._on_the_way = 0
+        self._last_reserved_at = 0.0
         #: requests in the batch the model runs now (set by the batch worker): a batch that started
         #: short takes its whole time, and the requests after it need batches of their own
         self.running = 0
@@ -174,6 +202,14 @@ class Admission:
         their size is measured as such once full batches have run)."""
         return self.batch_s / self.max_batch
 
+    def on_the_way(self, within_s: float) -> int:
+        """Reservations whose checks have not reached the runner yet, when one was taken within
+        the last ``within_s`` (0 otherwise: a reservation held long without a check, such as a
+        gateway request waiting on its upstream model, is not coming soon). A snapshot."""
+        if self._on_the_way and time.monotonic() - self._last_reserved_at < within_s:
+            return self._on_the_way
+        return 0
+
     def bound_s(self, override: float | None = None) -> float:
         """The queue-delay bound in effect: ``override`` (the server's setting), else the
         configured one, else derived from the batch time and the timeout. 0: refusals off."""
@@ -191,16 +227,21 @@ class Admission:
 
     # ------------------------------------------------------------------ reserving
 
-    def reserve(self, units: float = 1.0, *, bound_s: float | None = None) -> Reservation:
+    def reserve(self, units: float = 1.0, *, bound_s: float | None = None, waited_s: float = 0.0) -> Reservation:
         """Reserve ``units`` now, or raise OverloadedError (nothing reserved) when the work
-        already reserved plus these would wait past the bound."""
+        already reserved plus these would wait past the bound. ``waited_s``: how long the caller
+        has already waited before it got here (the server's event-loop lag in a burst), which
+        its bound has already spent."""
         bound = self.bound_s(bound_s)
         batch = self.batch_s
         unit = batch / self.max_batch
         with self._lock:
             running = min(self.running, self._units)
             waiting = self._units + units - running
-            need_s = (batch if running else 0.0) + math.ceil(waiting / self.max_batch - 1e-9) * batch  # whole batches
+            # the batch running now (whole), or the wait for company of the one being filled; then whole batches
+            first_s = batch if running else FILL_WAIT_BATCHES * batch if self.max_batch > 1 else 0.0
+            need_s = first_s + math.ceil(waiting / self.max_batch - 1e-9) * batch
+            need_s += waited_s
             if bound and self._count >= self.max_batch and need_s > bound + batch:
                 self.refused += 1
                 over_s = need_s - (bound + batch)
@@ -208,6 +249,8 @@ class Admission:
             else:
                 self._units += units
                 self._count += 1
+                self._on_the_way += 1
+                self._last_reserved_at = time.monotonic()
                 self.admitted += 1
                 return Reservation(self, units)
         raise OverloadedError(
@@ -231,7 +274,13 @@ class Admission:
         with reservation, reservation.current():
             yield None
 
-    def _give_back(self, units: float) -> None:
+    def _arrive(self) -> None:
         with self._lock:
+            self._on_the_way = max(0, self._on_the_way - 1)
+
+    def _give_back(self, units: float, *, on_the_way: bool = False) -> None:
+        with self._lock:
+            if on_the_way:
+                self._on_the_way = max(0, self._on_the_way - 1)
             self._count -= 1
             self._units = max(0.0, self._units - units) if self._count else 0.0

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._batch_parts import BatcherHealth, BatchStats, State, backend_failure, media_nbytes
+from .admission import FILL_WAIT_BATCHES
 from .backends.base import Backend, GenerationRequest, GenerationResult
 from .errors import BackendError, ConfigError, JudgeTimeout, OmniGuardError, OverloadedError
 
@@ -293,9 +294,13 @@ class MicroBatcher:
                             return
                         self._cond.wait()
                         continue
-                    wait = self._pending[0].enqueued + self.max_wait_s - time.monotonic()
-                    if wait <= 0 or len(self._pending) >= self.max_batch or self._closed:
+                    if len(self._pending) >= self.max_batch or self._closed:
                         break
+                    wait = self._pending[0].enqueued + self.max_wait_s - time.monotonic()
+                    if wait <= 0:
+                        wait = self._fill_wait()
+                        if wait <= 0:
+                            break
                     self._cond.wait(wait)
                 batch = self._select()
                 self._running = batch
@@ -308,6 +313,20 @@ class MicroBatcher:
                 self._running, self._running_since = [], None
             if self.admission is not None:
                 self.admission.running = 0
+
+    def _fill_wait(self) -> float:
+        """Called under the lock once ``max_wait_ms`` is up: how long to go on waiting for callers
+        that admission let in and whose checks have not reached this queue yet (a burst's first
+        request arrives here tens of milliseconds before the rest, while the event loop answers the
+        refused ones). At most ``FILL_WAIT_BATCHES`` of a batch's time after the head arrived,
+        polled in short steps (a caller that gives up on the way does not notify)."""
+        if self.admission is None or not self._batch_s:
+            return 0.0
+        window = FILL_WAIT_BATCHES * self._batch_s
+        left = self._pending[0].enqueued + window - time.monotonic()
+        if left <= 0 or not self.admission.on_the_way(window):
+            return 0.0
+        return min(left, max(self.max_wait_s, 0.002))
 
     def _select(self) -> list[_Item]:
         """Called under the lock: the next batch, taken out of the queue (see the module doc)."""

@@ -64,8 +64,8 @@ class JudgeConfig:
     #: admission on arrival (omniguard_plugins.admission): a check (or a server request, from the
     #: moment it arrives) that would wait longer than this for the model is refused at once with
     #: OverloadedError (a blocking verdict in process; 429 with Retry-After from the server).
-    #: None: derived, twice the recent batch time (0.5 s at least, timeout_s / 4 at most); 0: off,
-    #: callers wait (only max_queued refuses)
+    #: None: derived, 2.5 recent batch times (two batches waiting, half a batch of slack; 0.5 s at
+    #: least, timeout_s / 4 at most); 0: off, callers wait (only max_queued refuses)
     max_queue_delay_s: float | None = None
     #: characters of text in one check, refused (TextTooLarge) before rendering or tokenising.
     #: 0: no cap (the backend's token cap against the model's context still applies)

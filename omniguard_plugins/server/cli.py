@@ -43,8 +43,8 @@ DEFAULT_MAX_CONNECTIONS = 2048
               help="Model requests waiting for the judge before new ones get 429 (default 256; 0: unbounded).")
 @click.option("--max-queue-delay-ms", default=None, type=click.FloatRange(min=0),
               help="Refuse (429, at once, as the request arrives) one that would wait longer than this for the "
-                   "model, so admitted ones keep their latency under overload. Default: twice the recent batch "
-                   "time (at least 500 ms, at most a quarter of the judge's timeout); 0: off, only --max-queued "
+                   "model, so admitted ones keep their latency under overload. Default: 2.5 recent batch "
+                   "times (at least 500 ms, at most a quarter of the judge's timeout); 0: off, only --max-queued "
                    "refuses (also OMNIGUARD_MAX_QUEUE_DELAY_S, in seconds).")
 @click.option("--max-connections", default=DEFAULT_MAX_CONNECTIONS, show_default=True, type=click.IntRange(min=0),
               help="Open connections (and requests) the server takes at once; past it uvicorn answers 503 "

@@ -51,6 +51,33 @@ _CHUNK = 1 << 16
 _CLIENT_GONE = 499  # nginx's "client closed request", for metrics only
 
 
+class LoopLag:
+    """How late the event loop is running, from a timer that re-arms itself every ``period_s``:
+    while the loop is busy (a burst being accepted and answered) the timer is overdue, and a
+    request read now has waited about that long already. Lateness within one period is a loop
+    at work, not behind, and reads 0. Started on the first reading, in the loop that reads it; a
+    timer callback, not a task, so nothing is left pending when the loop closes."""
+
+    def __init__(self, period_s: float = 0.01) -> None:
+        self.period_s = period_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._due = 0.0
+
+    def seconds(self) -> float:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop = loop
+            self._tick()
+        return max(0.0, loop.time() - self._due - self.period_s)
+
+    def _tick(self) -> None:
+        assert self._loop is not None
+        if self._loop.is_closed():
+            return
+        self._due = self._loop.time() + self.period_s
+        self._loop.call_at(self._due, self._tick)
+
+
 def json_depth(body: bytes, limit: int | None = None) -> int:
     """How deep a JSON document nests, in C-speed passes, so a body of a million ``[`` is
     refused before any recursive parser sees it: escaped backslashes and quotes go, then all
@@ -97,6 +124,7 @@ class Gate:
         #: label only these, so clients cannot mint label values
         self._routes_of = routes
         self._routes: frozenset[str] | None = None
+        self._lag = LoopLag()
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if scope["type"] != "http":
@@ -201,7 +229,8 @@ class Gate:
         """(refusal, reservation): the request's reservation, weighed by its declared size."""
         assert self.admission is not None
         try:
-            return None, self.admission.reserve(units_for_body(_declared_length(scope)), bound_s=self.queue_delay_s)
+            return None, self.admission.reserve(units_for_body(_declared_length(scope)), bound_s=self.queue_delay_s,
+                                                waited_s=self._lag.seconds())
         except OverloadedError as exc:
             return exc, None
 

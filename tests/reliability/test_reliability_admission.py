@@ -4,6 +4,7 @@ at the server's edge; released when the answer is done or the client leaves; the
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import httpx
@@ -11,9 +12,12 @@ import pytest
 
 from omniguard_plugins import OmniGuard
 from omniguard_plugins.admission import Admission, held, units_for_body
+from omniguard_plugins.backends.base import GenerationRequest, GenerationResult
+from omniguard_plugins.batching import MicroBatcher
 from omniguard_plugins.doors import Ask
 from omniguard_plugins.errors import OverloadedError
 from omniguard_plugins.server import create_app
+from omniguard_plugins.server.gate import LoopLag
 from omniguard_plugins.testing import ScriptedBackend, scripted_judge
 from tests.support.burst import burst
 from tests.support.reliability_helpers import KEYWORDS, Gated, until
@@ -106,11 +110,16 @@ def test_the_weight_of_a_body_and_the_derived_bound():
     assert units_for_body(0) == units_for_body(4096) == 1.0
     assert 1.0 < units_for_body(40_000) < 3.0 and units_for_body(10**9) == 8.0
     admission = Admission(max_batch=16, timeout_s=120.0)
-    assert admission.bound_s() == 1.0  # nothing measured: twice the assumed 0.5 s batch
+    assert admission.bound_s() == 1.25  # nothing measured: 2.5 times the assumed 0.5 s batch
     admission.observe(16, 0.25)
-    assert admission.bound_s() == 0.5 and admission.unit_s == 0.25 / 16
+    assert admission.bound_s() == 0.625 and admission.unit_s == 0.25 / 16
+    admission.observe(16, 0.1)
+    assert admission.bound_s() == 0.55  # 2.5 x 0.22 s
     admission.observe(16, 10.0)
-    assert admission.bound_s() == pytest.approx(2 * (0.8 * 0.25 + 0.2 * 10.0))
+    assert admission.bound_s() == pytest.approx(2.5 * (0.8 * 0.22 + 0.2 * 10.0))
+    fast = Admission(max_batch=16)
+    fast.observe(16, 0.05)
+    assert fast.bound_s() == 0.5  # at least 0.5 s
     assert Admission(max_batch=1, timeout_s=4.0, max_queue_delay_s=None).bound_s() == 1.0  # a quarter of the timeout
     assert Admission(max_batch=1, max_queue_delay_s=0).bound_s() == 0.0
     assert Admission(max_batch=1, max_queue_delay_s=0.2).bound_s(0.7) == 0.7  # the server's own setting wins
@@ -188,3 +197,130 @@ def test_a_body_still_arriving_gives_its_reservation_back_and_reserves_again_whe
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 200") and b"echo[" in answer
         assert httpx.get(f"{server.url}/healthz", timeout=5).json()["admission"]["in_flight"] == 0
+
+
+# ---------------------------------------------------------------------- a burst's first batch is filled
+
+
+WAIT_S = 10.0
+
+
+class _TimedBackend:
+    """Each batch takes ``batch_s``; records the batches' sizes."""
+
+    model_id = "timed"
+    prepares_in_caller = False
+
+    def __init__(self, batch_s: float) -> None:
+        self.batch_s = batch_s
+        self.sizes: list[int] = []
+
+    def prepare(self, request):
+        return request
+
+    def generate(self, requests):
+        self.sizes.append(len(requests))
+        time.sleep(self.batch_s)
+        return [GenerationResult(text="- Safety Assessment: safe\n- Categories: None") for _ in requests]
+
+    def close(self) -> None:
+        pass
+
+
+def _batcher(batch_s: float = 0.2):
+    backend = _TimedBackend(batch_s)
+    admission = Admission(max_batch=8)
+    batcher = MicroBatcher(backend, max_batch=8, max_wait_ms=5, admission=admission)
+    batcher.submit(GenerationRequest(prompt="warm up: the batch time is measured")).result(WAIT_S)
+    backend.sizes.clear()
+    return batcher, backend, admission
+
+
+def _arrive_later(reservations, batcher, delay_s: float) -> tuple[threading.Thread, list]:
+    """Submit one request per reservation ``delay_s`` from now, as a route would once its body is parsed."""
+    futures: list = []
+
+    def later() -> None:
+        time.sleep(delay_s)
+        for reservation in reservations:
+            futures.append(batcher.submit(GenerationRequest(prompt="late")))
+            reservation.arrived()
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    return thread, futures
+
+
+def test_a_batch_waits_for_callers_admitted_and_on_their_way_so_a_burst_does_not_start_with_one():
+    batcher, backend, admission = _batcher()
+    first, *others = [admission.reserve() for _ in range(4)]
+    assert admission.on_the_way(1.0) == 4
+    thread, futures = _arrive_later(others, batcher, 0.06)  # well past max_wait_ms (5 ms), within a batch
+    head = batcher.submit(GenerationRequest(prompt="first"))
+    first.arrived()
+    thread.join()
+    head.result(WAIT_S)
+    assert [f.result(WAIT_S) for f in futures] and backend.sizes == [4]  # one batch, not [1, 3]
+    assert admission.on_the_way(1.0) == 0
+    for r in (first, *others):
+        r.release()
+    batcher.close()
+
+
+def test_without_callers_on_their_way_a_batch_starts_after_max_wait_ms():
+    batcher, backend, admission = _batcher()
+    alone = admission.reserve()
+    started = time.perf_counter()
+    future = batcher.submit(GenerationRequest(prompt="alone"))
+    alone.arrived()
+    future.result(WAIT_S)
+    assert backend.sizes == [1] and time.perf_counter() - started < 0.2 + 0.15  # no wait for company beyond 5 ms
+    alone.release()
+    batcher.close()
+
+
+def test_a_caller_that_never_arrives_holds_the_batch_at_most_a_batch_time():
+    batcher, backend, admission = _batcher(batch_s=0.2)
+    lost = admission.reserve()  # admitted, then its request failed validation: it never submits
+    here = admission.reserve()
+    started = time.perf_counter()
+    future = batcher.submit(GenerationRequest(prompt="here"))
+    here.arrived()
+    future.result(WAIT_S)
+    waited = time.perf_counter() - started - 0.2
+    assert backend.sizes == [1] and 0.1 < waited < 0.2 + 0.15  # the fill window (one batch time), no more
+    lost.release()
+    assert admission.on_the_way(1.0) == 0  # released without arriving: not on its way any more
+    here.release()
+    batcher.close()
+
+
+def test_a_reservation_held_long_without_a_check_is_not_waited_for():
+    admission = Admission(max_batch=4)
+    gateway_request = admission.reserve()  # e.g. waiting on its upstream model
+    assert admission.on_the_way(0.05) == 1
+    time.sleep(0.08)
+    assert admission.on_the_way(0.05) == 0  # nobody reserved lately: nothing is coming soon
+    gateway_request.release()
+
+
+def test_time_already_waited_in_a_busy_event_loop_counts_against_the_bound():
+    admission = Admission(max_batch=1, max_queue_delay_s=1.0)
+    admission.observe(1, 0.5)
+    held_now = [admission.reserve()]  # one batch held: a new one waits one (0.5 s) then runs its own
+    held_now.append(admission.reserve(waited_s=0.4))  # 1.0 + 0.4 within the 1.0 s bound + 0.5 s batch
+    with pytest.raises(OverloadedError):
+        admission.reserve(waited_s=0.6)  # 1.5 + 0.6: it has already spent what the bound allowed
+    for r in held_now:
+        r.release()
+
+
+async def test_the_loop_lag_reads_how_long_the_event_loop_was_too_busy_to_run_a_timer():
+    lag = LoopLag(period_s=0.01)
+    assert lag.seconds() == 0.0
+    await asyncio.sleep(0.05)
+    assert lag.seconds() == 0.0  # an idle loop runs its timers on time
+    time.sleep(0.2)  # the loop is blocked, as by a burst's accepts and refusals
+    assert 0.15 < lag.seconds() < 0.3
+    await asyncio.sleep(0.03)
+    assert lag.seconds() == 0.0  # caught up
