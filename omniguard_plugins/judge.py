@@ -257,16 +257,25 @@ class OmniGuard:
     ) -> GenerationResult:
         """The model's raw answer to ``prompt`` (already in the checkpoint's format) and its
         media, starting with ``prefix``: no verdict parsing, but the same decoding, cache,
-        batches, deadline and stats as a check. Raises ``OmniGuardError``."""
+        batches, deadline, stats and admission as a check. Raises ``OmniGuardError`` (past the
+        queue-delay bound: ``OverloadedError``, at once)."""
         flow = self._generation_flow(prompt, media, prefix, mode, max_new_tokens)
-        return self._runner.drive([flow], self.config.timeout_s)[0]
+        with self.admission.reserved(1) as refused:
+            if refused is not None:
+                flow.close()
+                raise refused
+            return self._runner.drive([flow], self.config.timeout_s)[0]
 
     async def agenerate(
         self, prompt: str, media: Sequence[MediaPart] = (), *, prefix: str = "", mode: Mode = "critique",
         max_new_tokens: int | None = None,
     ) -> GenerationResult:
         flow = self._generation_flow(prompt, media, prefix, mode, max_new_tokens)
-        return (await self._runner.adrive([flow], self.config.timeout_s, offload=True))[0]
+        with self.admission.reserved(1) as refused:
+            if refused is not None:
+                flow.close()
+                raise refused
+            return (await self._runner.adrive([flow], self.config.timeout_s, offload=True))[0]
 
     def _generation_flow(self, prompt: str, media: Sequence[MediaPart], prefix: str, mode: Mode,
                          max_new_tokens: int | None) -> Flow:

@@ -55,27 +55,38 @@ class LoopLag:
     """How late the event loop is running, from a timer that re-arms itself every ``period_s``:
     while the loop is busy (a burst being accepted and answered) the timer is overdue, and a
     request read now has waited about that long already. Lateness within one period is a loop
-    at work, not behind, and reads 0. Started on the first reading, in the loop that reads it; a
-    timer callback, not a task, so nothing is left pending when the loop closes."""
+    at work, not behind, and reads 0. The timer runs while readings come (it stops a second after
+    the last, so an idle server is not woken 100 times a second) and starts again on the next,
+    in the loop that reads it; a timer callback, not a task, so nothing is left pending when the
+    loop closes."""
+
+    IDLE_S = 1.0
 
     def __init__(self, period_s: float = 0.01) -> None:
         self.period_s = period_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due = 0.0
+        self._last_read = 0.0
 
     def seconds(self) -> float:
         loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._last_read = now
         if self._loop is not loop:
             self._loop = loop
             self._tick()
-        return max(0.0, loop.time() - self._due - self.period_s)
+        return max(0.0, now - self._due - self.period_s)
 
     def _tick(self) -> None:
-        assert self._loop is not None
-        if self._loop.is_closed():
+        loop = self._loop
+        if loop is None or loop.is_closed():
             return
-        self._due = self._loop.time() + self.period_s
-        self._loop.call_at(self._due, self._tick)
+        now = loop.time()
+        if now - self._last_read > self.IDLE_S:
+            self._loop = None  # nobody is reading: stop until the next reading
+            return
+        self._due = now + self.period_s
+        loop.call_at(self._due, self._tick)
 
 
 def json_depth(body: bytes, limit: int | None = None) -> int:
