@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from ._checkflow import Flow, Step
@@ -42,10 +43,11 @@ class Runner:
     def drive(self, flows: list[Flow], timeout_s: float) -> list[Any]:
         deadline = time.monotonic() + timeout_s
         done: list[Any] = [None] * len(flows)
-        pending = self._advance([(i, flow, None) for i, flow in enumerate(flows)], done)
-        while pending:
-            results = _wait_sync([f for _, _, fs, _, _ in pending for f in fs], deadline)
-            pending = self._advance(self._steps(pending, results), done)
+        with _busy():
+            pending = self._advance([(i, flow, None) for i, flow in enumerate(flows)], done)
+            while pending:
+                results = _wait_sync([f for _, _, fs, _, _ in pending for f in fs], deadline)
+                pending = self._advance(self._steps(pending, results), done)
         return done
 
     async def adrive(self, flows: list[Flow], timeout_s: float, *, offload: bool) -> list[Any]:
@@ -57,10 +59,11 @@ class Runner:
         async def advance(steps: list[tuple[int, Flow, Step | None]]) -> _Pending:
             return await asyncio.to_thread(self._advance, steps, done) if offload else self._advance(steps, done)
 
-        pending = await advance([(i, flow, None) for i, flow in enumerate(flows)])
-        while pending:
-            results = await _wait_async([f for _, _, fs, _, _ in pending for f in fs], deadline)
-            pending = await advance(self._steps(pending, results))
+        with _busy():
+            pending = await advance([(i, flow, None) for i, flow in enumerate(flows)])
+            while pending:
+                results = await _wait_async([f for _, _, fs, _, _ in pending for f in fs], deadline)
+                pending = await advance(self._steps(pending, results))
         return done
 
     # ------------------------------------------------------------------ one round
@@ -119,6 +122,12 @@ class Runner:
         if reservation is not None:  # queued now: the batcher stops waiting for it (admission.on_the_way)
             reservation.arrived()
         return futures, keys, all_cached
+
+
+def _busy() -> AbstractContextManager[None]:
+    """The held reservation weighs while these checks run (see ``admission.Reservation``)."""
+    reservation = held()
+    return reservation.busy() if reservation is not None else nullcontext()
 
 
 def _prepared(backend: Backend, request: GenerationRequest) -> GenerationRequest:

@@ -115,27 +115,45 @@ class AdmissionState:
 class Reservation:
     """Held from a request's arrival until its answer is done; release it once (a context
     manager, or :meth:`release`). While held as the current one (:meth:`current`), checks made
-    in this context do not reserve again."""
+    in this context do not reserve again.
 
-    __slots__ = ("_admission", "_arrived", "_released", "units")
+    Its units weigh only while it has model work coming: from arrival until its first check is
+    done, and again while each later check runs (:meth:`busy`). In between it is *idle*: a
+    gateway request waiting on its upstream LLM holds its place (it is still in flight) but not
+    the model's time, so a server full of long chats does not refuse work its model has room for.
+    A check started by an admitted request is never refused: its units come back unasked."""
+
+    __slots__ = ("_admission", "_arrived", "_busy", "_idle", "_released", "units")
 
     def __init__(self, admission: Admission, units: float) -> None:
         self._admission = admission
         self.units = units
         self._released = False
         self._arrived = False
+        self._idle = False
+        self._busy = 0
 
     def arrived(self) -> None:
         """Its first check has reached the runner: it is no longer on its way (idempotent)."""
         if not self._arrived:
-            self._arrived = True
-            if not self._released:
-                self._admission._arrive()
+            self._admission._arrive(self)
+
+    @contextmanager
+    def busy(self) -> Iterator[None]:
+        """Around one check (the runner's drivers): the units weigh while it runs, and stop
+        weighing when the last check running under this reservation is done."""
+        self._busy += 1
+        if self._busy == 1:
+            self._admission._weigh(self, idle=False)
+        try:
+            yield
+        finally:
+            self._busy -= 1
+            if self._busy == 0:
+                self._admission._weigh(self, idle=True)
 
     def release(self) -> None:
-        if not self._released:
-            self._released = True
-            self._admission._give_back(self.units, on_the_way=not self._arrived)
+        self._admission._give_back(self)
 
     @contextmanager
     def current(self) -> Iterator[Reservation]:
@@ -274,13 +292,29 @@ class Admission:
         with reservation, reservation.current():
             yield None
 
-    def _arrive(self) -> None:
-        with self._lock:
-            self._on_the_way = max(0, self._on_the_way - 1)
+    # ------------------------------------------------------------------ a reservation's life (under the lock)
 
-    def _give_back(self, units: float, *, on_the_way: bool = False) -> None:
+    def _arrive(self, reservation: Reservation) -> None:
         with self._lock:
-            if on_the_way:
+            if not reservation._arrived:
+                reservation._arrived = True
+                if not reservation._released:
+                    self._on_the_way = max(0, self._on_the_way - 1)
+
+    def _weigh(self, reservation: Reservation, *, idle: bool) -> None:
+        with self._lock:
+            if reservation._released or reservation._idle == idle:
+                return
+            reservation._idle = idle
+            self._units = max(0.0, self._units + (-reservation.units if idle else reservation.units))
+
+    def _give_back(self, reservation: Reservation) -> None:
+        with self._lock:
+            if reservation._released:
+                return
+            reservation._released = True
+            if not reservation._arrived:
                 self._on_the_way = max(0, self._on_the_way - 1)
             self._count -= 1
-            self._units = max(0.0, self._units - units) if self._count else 0.0
+            weighs = 0.0 if reservation._idle else reservation.units
+            self._units = max(0.0, self._units - weighs) if self._count else 0.0

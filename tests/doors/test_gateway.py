@@ -5,6 +5,7 @@ everything an upstream answer carries before the client sees it: text, tool call
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -320,3 +321,42 @@ def test_a_safe_picture_in_an_answer_arrives(client, gateway):
     assert message.model_extra["images"][0]["image_url"]["url"].startswith("data:image/png;base64,")
     chunks = [json.loads(e) for e in sse(gateway, "draw a blue square")[:-1]]
     assert [c for c in chunks if c.get("choices") and c["choices"][0]["delta"].get("images")]
+
+
+def test_chats_waiting_on_their_upstream_do_not_fill_the_judges_admission(upstream):
+    """Twelve chats hang on a slow upstream (their input checks done) in front of a judge of
+    250 ms batches of 2 (admission room: a few batches, 4-6 requests): a check and a new chat
+    still get in, because a request waiting on its upstream has no model work coming."""
+    server = start_guard("--backend-factory", "tests.support.reliability_backends:burst", "--max-batch", "2",
+                         "--upstream", f"{upstream.url}/v1", "--upstream-key", UPSTREAM_KEY)
+    phrase = f"answer slowly (admission {time.monotonic_ns()})"
+
+    async def scenario() -> tuple[int, int, int]:
+        body = json.dumps({"model": "upstream-llm", "messages": user(phrase)}).encode()
+        head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        hanging = []
+        for opened in range(1, 13):  # one after another, as chats come in: each is judged, then waits upstream
+            _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(head + body)
+            hanging.append(writer)
+            deadline = time.monotonic() + 10
+            while sum(phrase in json.dumps(s["body"]["messages"]) for s in seen(upstream)) < opened:
+                assert time.monotonic() < deadline, f"chat {opened} did not reach the upstream"
+                await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+            in_flight = (await client.get("/healthz")).json()["admission"]["in_flight"]
+            guard = await client.post("/v1/guard", json={"messages": user("hello")})
+            chat = await client.post("/v1/chat/completions",
+                                     json={"model": "upstream-llm", "messages": user("tell me a story")})
+        for writer in hanging:
+            writer.close()
+        return in_flight, guard.status_code, chat.status_code
+
+    try:
+        in_flight, guard_status, chat_status = asyncio.run(scenario())
+        assert in_flight == 12  # the chats hold their places...
+        assert guard_status == 200 and chat_status == 200  # ...but not the model's time
+        assert upstream_saw_the_client_go(upstream, phrase)
+    finally:
+        server.stop()

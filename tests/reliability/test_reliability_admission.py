@@ -340,3 +340,26 @@ async def test_the_loop_lag_reads_how_long_the_event_loop_was_too_busy_to_run_a_
     assert lag.seconds() == 0.0  # the first reading after a pause starts it again
     time.sleep(0.1)
     assert lag.seconds() > 0.05
+
+
+def test_a_reservation_weighs_only_while_it_has_model_work_coming():
+    admission = Admission(max_batch=2, max_queue_delay_s=0.5)
+    admission.observe(2, 0.25)
+    chats = []
+    for _ in range(12):  # gateway requests: input check done, now waiting on their upstream LLM
+        chat = admission.reserve()
+        with chat.busy():
+            pass
+        chats.append(chat)
+    state = admission.state()
+    assert state.in_flight == 12 and state.reserved_units == 0.0  # in flight, but no model work coming
+    fresh = [admission.reserve() for _ in range(4)]  # so new work is admitted: the model has room
+    assert admission.state().reserved_units == 4.0
+    with pytest.raises(OverloadedError):
+        while True:
+            fresh.append(admission.reserve())
+    with chats[0].busy():  # an admitted request's next check (its answer) is never refused
+        assert admission.state().reserved_units == len(fresh) + 1.0
+    for r in (*chats, *fresh):
+        r.release()
+    assert admission.state().in_flight == 0 and admission.state().reserved_units == 0.0
