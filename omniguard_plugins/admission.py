@@ -142,15 +142,11 @@ class Reservation:
     def busy(self) -> Iterator[None]:
         """Around one check (the runner's drivers): the units weigh while it runs, and stop
         weighing when the last check running under this reservation is done."""
-        self._busy += 1
-        if self._busy == 1:
-            self._admission._weigh(self, idle=False)
+        self._admission._busy(self, +1)
         try:
             yield
         finally:
-            self._busy -= 1
-            if self._busy == 0:
-                self._admission._weigh(self, idle=True)
+            self._admission._busy(self, -1)
 
     def release(self) -> None:
         self._admission._give_back(self)
@@ -301,8 +297,12 @@ class Admission:
                 if not reservation._released:
                     self._on_the_way = max(0, self._on_the_way - 1)
 
-    def _weigh(self, reservation: Reservation, *, idle: bool) -> None:
+    def _busy(self, reservation: Reservation, step: int) -> None:
+        """One more (+1) or one fewer (-1) check running under ``reservation``: its units weigh
+        while any runs (checks under one reservation may run in several threads)."""
         with self._lock:
+            reservation._busy += step
+            idle = reservation._busy == 0
             if reservation._released or reservation._idle == idle:
                 return
             reservation._idle = idle
