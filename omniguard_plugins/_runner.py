@@ -93,6 +93,9 @@ class Runner:
         for i, flow, requests in wanted:
             futures, keys, all_cached = self._submit(requests)
             pending.append((i, flow, futures, keys, all_cached))
+        reservation = held()
+        if reservation is not None:  # its checks are queued (or answered at once): the batcher stops waiting for it
+            reservation.arrived()
         return pending
 
     def _submit(self, requests: list[GenerationRequest]) -> tuple[list[Future[GenerationResult]], list[str], bool]:
@@ -118,9 +121,6 @@ class Runner:
                 future.set_exception(exc)
             futures.append(future)
             keys.append(key)
-        reservation = held()
-        if reservation is not None:  # queued now: the batcher stops waiting for it (admission.on_the_way)
-            reservation.arrived()
         return futures, keys, all_cached
 
 

@@ -333,13 +333,13 @@ class OmniGuardLLM(FunctionCallingLLM):
         return decision if decision.blocked else None
 
     def _calls(self, response: ChatResponse) -> Sequence[ToolSelection] | None:
-        """The tool calls as the inner LLM reads them (None: read the message's tool-call blocks)."""
-        if not isinstance(self.llm, FunctionCallingLLM):
+        """The tool calls as the inner LLM reads them; None (the message's ToolCallBlocks are
+        judged instead) for an LLM that calls no tools, or one that keeps LlamaIndex's default
+        reader, which only raises NotImplementedError."""
+        if not isinstance(self.llm, FunctionCallingLLM) or \
+                type(self.llm).get_tool_calls_from_response is FunctionCallingLLM.get_tool_calls_from_response:
             return None
-        try:
-            return self.llm.get_tool_calls_from_response(response, error_on_no_tool_call=False)
-        except NotImplementedError:  # a class without its own reader: its ToolCallBlocks are judged instead
-            return None
+        return self.llm.get_tool_calls_from_response(response, error_on_no_tool_call=False)
 
     # ------------------------------------------------------------------ streams
 

@@ -159,6 +159,22 @@ def test_chat_with_tools_sync(judge):
     assert response.message.content == REFUSAL_S9
 
 
+def test_a_tool_calling_llm_without_its_own_reader_has_its_tool_call_blocks_judged(judge):
+    from llama_index.core.llms.function_calling import FunctionCallingLLM
+    from llama_index.core.llms.mock import MockFunctionCallingLLM
+
+    class NoReader(MockFunctionCallingLLM):  # LlamaIndex's default reader: raises NotImplementedError
+        get_tool_calls_from_response = FunctionCallingLLM.get_tool_calls_from_response
+
+    script = Script(call("send_email", to="bob", body="bomb parts list"))
+    guarded = OmniGuardLLM(NoReader(response_generator=script), judge=judge)
+    tool = FunctionTool.from_defaults(lambda to, body: "ok", name="send_email", description="Send an email.")
+
+    response = guarded.chat_with_tools([tool], user_msg="email bob")
+
+    assert response.message.content == REFUSAL_S9  # the call in the message's blocks was judged
+
+
 # ---------------------------------------------------------------------------- media
 
 
